@@ -1,0 +1,94 @@
+"""runwright: durable execution for Python async services.
+
+Workflows are ``async def`` functions decorated with ``@rw.workflow`` that call
+``@rw.step`` functions; every step result, timer and event is journaled in
+SQLite, so a run survives crashes and restarts and resumes where it stopped.
+"""
+
+from ._context import RunInfo as RunInfo
+from ._context import StepInfo as StepInfo
+from ._context import gather as gather
+from ._context import now as now
+from ._context import race as race
+from ._context import random as random
+from ._context import run_info as run_info
+from ._context import sleep as sleep
+from ._context import sleep_until as sleep_until
+from ._context import step_info as step_info
+from ._context import uuid4 as uuid4
+from ._definitions import Backoff as Backoff
+from ._definitions import StepDefinition as StepDefinition
+from ._definitions import WorkflowDefinition as WorkflowDefinition
+from ._definitions import step as step
+from ._definitions import workflow as workflow
+from ._exceptions import CodecError as CodecError
+from ._exceptions import DatabaseLocked as DatabaseLocked
+from ._exceptions import DecodeError as DecodeError
+from ._exceptions import EncodeError as EncodeError
+from ._exceptions import FatalError as FatalError
+from ._exceptions import JournalError as JournalError
+from ._exceptions import NonDeterminismError as NonDeterminismError
+from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
+from ._exceptions import NotInWorkflowError as NotInWorkflowError
+from ._exceptions import RetryableError as RetryableError
+from ._exceptions import RunCancelled as RunCancelled
+from ._exceptions import RunFailed as RunFailed
+from ._exceptions import RunNotFound as RunNotFound
+from ._exceptions import RunTimeout as RunTimeout
+from ._exceptions import RunwrightError as RunwrightError
+from ._exceptions import SchemaVersionError as SchemaVersionError
+from ._exceptions import StepFailed as StepFailed
+from ._exceptions import UnknownWorkflowError as UnknownWorkflowError
+from ._runtime import RunHandle as RunHandle
+from ._runtime import RunSummary as RunSummary
+from ._runtime import Runtime as Runtime
+from ._runtime import run as run
+from .journal._codec import Codec as Codec
+from .journal._codec import DefaultCodec as DefaultCodec
+from .journal._states import RunStatus as RunStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "Codec",
+    "CodecError",
+    "DatabaseLocked",
+    "DecodeError",
+    "DefaultCodec",
+    "EncodeError",
+    "FatalError",
+    "JournalError",
+    "NonDeterminismError",
+    "NotARunwrightDatabase",
+    "NotInWorkflowError",
+    "RetryableError",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunInfo",
+    "RunNotFound",
+    "RunStatus",
+    "RunSummary",
+    "RunTimeout",
+    "Runtime",
+    "RunwrightError",
+    "SchemaVersionError",
+    "StepDefinition",
+    "StepFailed",
+    "StepInfo",
+    "UnknownWorkflowError",
+    "WorkflowDefinition",
+    "gather",
+    "now",
+    "race",
+    "random",
+    "run",
+    "run_info",
+    "sleep",
+    "sleep_until",
+    "step",
+    "step_info",
+    "uuid4",
+    "workflow",
+]

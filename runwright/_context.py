@@ -1,0 +1,154 @@
+"""What a workflow body and a step can ask about and await.
+
+Inside a workflow, time and randomness come from the run, not the machine:
+``rw.now()`` is the journal time of the event that last resumed the body (the
+run's start time at first), and ``rw.random()``/``rw.uuid4()`` come from a
+generator seeded with the run id. Replay therefore sees exactly the values
+the first execution saw.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import uuid
+from collections.abc import Awaitable
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from ._exceptions import NotInWorkflowError
+from .actors._interpreter import GroupRequest, Interpreter, SleepRequest, current_interpreter
+
+__all__ = [
+    "RunInfo",
+    "StepInfo",
+    "gather",
+    "now",
+    "race",
+    "random",
+    "run_info",
+    "sleep",
+    "sleep_until",
+    "step_info",
+    "uuid4",
+]
+
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+
+
+@attrs.frozen
+class RunInfo:
+    """The run a workflow body belongs to."""
+
+    run_id: str
+    workflow: str
+    started_at: dt.datetime
+
+
+@attrs.frozen
+class StepInfo:
+    """The step attempt being executed. ``step_id`` is the same for every attempt."""
+
+    run_id: str
+    step_id: str
+    name: str
+    attempt: int
+
+
+current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "runwright_step", default=None
+)
+
+
+def _interpreter(operation: str) -> Interpreter:
+    interpreter = current_interpreter.get()
+    if interpreter is None:
+        raise NotInWorkflowError(operation)
+    return interpreter
+
+
+def _seconds(value: float | dt.timedelta, operation: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if seconds != seconds or seconds < 0:
+        raise ValueError(f"{operation} needs a duration >= 0, got {value!r}")
+    return seconds
+
+
+def sleep(duration: float | dt.timedelta) -> Awaitable[None]:
+    """A durable sleep: survives restarts, fires once. Seconds or a timedelta."""
+    _interpreter("rw.sleep()")
+    return SleepRequest(_seconds(duration, "rw.sleep()"), None)
+
+
+def sleep_until(when: dt.datetime) -> Awaitable[None]:
+    """A durable sleep until *when* (an aware datetime; naive means UTC)."""
+    _interpreter("rw.sleep_until()")
+    if not isinstance(when, dt.datetime):
+        raise TypeError(f"rw.sleep_until() needs a datetime, got {when!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return SleepRequest(None, when.timestamp())
+
+
+@overload
+def gather(a: Awaitable[T1], /) -> Awaitable[tuple[T1]]: ...
+@overload
+def gather(a: Awaitable[T1], b: Awaitable[T2], /) -> Awaitable[tuple[T1, T2]]: ...
+@overload
+def gather(
+    a: Awaitable[T1], b: Awaitable[T2], c: Awaitable[T3], /
+) -> Awaitable[tuple[T1, T2, T3]]: ...
+@overload
+def gather(*awaitables: Awaitable[T]) -> Awaitable[list[T]]: ...
+
+
+def gather(*awaitables: Awaitable[Any]) -> Awaitable[Any]:
+    """Await all, concurrently; results in argument order; the first error is raised.
+
+    Awaitables still going after an error keep running and are journaled.
+    """
+    _interpreter("rw.gather()")
+    return GroupRequest("gather", awaitables)
+
+
+def race(*awaitables: Awaitable[T]) -> Awaitable[T]:
+    """The outcome of whichever awaitable finishes first (a sleep's value is None).
+
+    The others keep running and are journaled; their results are not used.
+    """
+    _interpreter("rw.race()")
+    return GroupRequest("race", awaitables)
+
+
+def now() -> dt.datetime:
+    """The workflow's deterministic clock, as an aware UTC datetime."""
+    return dt.datetime.fromtimestamp(_interpreter("rw.now()").now, dt.UTC)
+
+
+def random() -> float:
+    """A deterministic float in [0, 1), replayed identically."""
+    return _interpreter("rw.random()").rng.random()
+
+
+def uuid4() -> uuid.UUID:
+    """A deterministic version-4 UUID, replayed identically."""
+    bits = _interpreter("rw.uuid4()").rng.getrandbits(128)
+    return uuid.UUID(int=bits, version=4)
+
+
+def run_info() -> RunInfo:
+    """The run the calling workflow body belongs to."""
+    info: Any = _interpreter("rw.run_info()").info
+    return RunInfo(info.run_id, info.workflow, info.started_at)
+
+
+def step_info() -> StepInfo:
+    """The step attempt the caller runs in."""
+    info = current_step.get()
+    if info is None:
+        raise NotInWorkflowError("rw.step_info()")
+    return info

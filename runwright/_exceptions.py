@@ -1,0 +1,246 @@
+"""Every error runwright raises, in one tree.
+
+    Exception
+    ├── FatalError             raised by a step: fail now, never retry
+    ├── RetryableError         raised by a step: retry after ``retry_after`` seconds
+    └── RunwrightError
+        ├── NotInWorkflowError     rw.sleep / rw.gather / ... called outside a workflow body
+        ├── UnknownWorkflowError   a run names a workflow this process has not registered
+        ├── NonDeterminismError    replayed code asked for something the journal did not record
+        ├── StepFailed             a step failed for good and its exception type cannot be rebuilt
+        ├── CodecError
+        │   ├── EncodeError        a value cannot be encoded (names the step and the argument)
+        │   └── DecodeError        stored bytes cannot be decoded
+        ├── JournalError
+        │   ├── NotARunwrightDatabase  the file is not a runwright journal
+        │   ├── DatabaseLocked         another process held the database past the busy timeout
+        │   └── SchemaVersionError     the journal was written by a newer runwright
+        ├── RunNotFound            no run with that id
+        ├── RunFailed              the run's workflow raised; carries the recorded error
+        ├── RunCancelled           the run was cancelled
+        └── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
+
+Errors carry the context a caller needs as attributes (``run_id``, ``step``,
+``position``, ...) and say in their message what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodecError",
+    "DatabaseLocked",
+    "DecodeError",
+    "EncodeError",
+    "FatalError",
+    "JournalError",
+    "NonDeterminismError",
+    "NotARunwrightDatabase",
+    "NotInWorkflowError",
+    "RetryableError",
+    "RunCancelled",
+    "RunFailed",
+    "RunNotFound",
+    "RunTimeout",
+    "RunwrightError",
+    "SchemaVersionError",
+    "StepFailed",
+    "UnknownWorkflowError",
+]
+
+
+class FatalError(Exception):
+    """Raise from a step to fail it at once: it is never retried."""
+
+
+class RetryableError(Exception):
+    """Raise from a step to have it retried after ``retry_after`` seconds.
+
+    With ``retry_after=None`` the step's own backoff decides the delay.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_retryable, (str(self), self.retry_after))
+
+
+def _rebuild_retryable(message: str, retry_after: float | None) -> RetryableError:
+    return RetryableError(message, retry_after=retry_after)
+
+
+class RunwrightError(Exception):
+    """Base of every error runwright itself raises."""
+
+
+class NotInWorkflowError(RunwrightError):
+    """A workflow-only operation was used outside a running workflow body."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"{operation} can only be awaited inside a workflow body; "
+            "decorate the function with @rw.workflow and start it with runtime.start()"
+        )
+        self.operation = operation
+
+
+class UnknownWorkflowError(RunwrightError):
+    """A run names a workflow that is not registered in this process."""
+
+    def __init__(self, name: str, run_id: str | None = None) -> None:
+        where = f" (run {run_id})" if run_id else ""
+        super().__init__(
+            f"no workflow named {name!r} is registered{where}; import the module that "
+            "defines it before starting the runtime. The run is left as it is in the journal."
+        )
+        self.name = name
+        self.run_id = run_id
+
+
+class NonDeterminismError(RunwrightError):
+    """Replayed workflow code issued a command that differs from the journal.
+
+    The journal is left untouched: the run stays RUNNING and continues when a
+    runtime with the original code picks it up.
+    """
+
+    def __init__(self, run_id: str, position: int, recorded: str, requested: str) -> None:
+        super().__init__(
+            f"run {run_id}: at position {position} the journal recorded {recorded} but the "
+            f"workflow code now asks for {requested}. The workflow code changed in a way that "
+            "breaks replay; deploy the original code to let the run continue (the journal is "
+            "unchanged)."
+        )
+        self.run_id = run_id
+        self.position = position
+        self.recorded = recorded
+        self.requested = requested
+
+
+class StepFailed(RunwrightError):
+    """A step failed for good and its exception could not be rebuilt as its own type."""
+
+    def __init__(self, step: str, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"step {step!r} failed with {type_name}: {message}")
+        self.step = step
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class CodecError(RunwrightError):
+    """A value could not be encoded, or stored bytes could not be decoded."""
+
+
+class EncodeError(CodecError, TypeError):
+    """A value cannot be encoded by the codec.
+
+    ``path`` locates the bad value inside the encoded object (``"[2]['when']"``);
+    ``step`` and ``argument`` name the call site when the value was an argument.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        step: str | None = None,
+        argument: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.path = path
+        self.step = step
+        self.argument = argument
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.step is not None:
+            where.append(f"step {self.step!r}")
+        if self.argument is not None:
+            where.append(f"argument {self.argument!r}")
+        if self.path:
+            where.append(f"at {self.path}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.reason}" if prefix else self.reason
+
+    def at(self, *, step: str | None = None, argument: str | None = None) -> EncodeError:
+        """The same error, located at a step call site."""
+        return EncodeError(
+            self.reason,
+            path=self.path,
+            step=step if step is not None else self.step,
+            argument=argument if argument is not None else self.argument,
+        )
+
+
+class DecodeError(CodecError):
+    """Stored bytes cannot be decoded (corrupt, or written by an unknown format)."""
+
+
+class JournalError(RunwrightError):
+    """The journal database cannot be used."""
+
+
+class NotARunwrightDatabase(JournalError):
+    """The file exists but is not a runwright journal."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"{path} is not a runwright journal ({detail}); point the runtime at a new path "
+            "or at a file runwright created"
+        )
+        self.path = path
+
+
+class DatabaseLocked(JournalError):
+    """Another process held the database past the busy timeout."""
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        super().__init__(
+            f"{path} stayed locked by another process for more than {busy_timeout:g}s; "
+            "nothing was written. Retry, or raise busy_timeout on the Runtime."
+        )
+        self.path = path
+        self.busy_timeout = busy_timeout
+
+
+class SchemaVersionError(JournalError):
+    """The journal was written by a newer runwright than this one."""
+
+
+class RunNotFound(RunwrightError):
+    """No run with that id exists in the journal."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r} in this journal")
+        self.run_id = run_id
+
+
+class RunFailed(RunwrightError):
+    """The run's workflow raised; ``error`` is the recorded exception (rebuilt if possible)."""
+
+    def __init__(self, run_id: str, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"run {run_id} failed with {type_name}: {message}")
+        self.run_id = run_id
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class RunCancelled(RunwrightError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+class RunTimeout(RunwrightError, TimeoutError):
+    """Waiting for a run's result timed out; the run itself goes on."""
+
+    def __init__(self, run_id: str, timeout: float) -> None:
+        super().__init__(f"run {run_id} did not finish within {timeout:g}s (it goes on)")
+        self.run_id = run_id
+        self.timeout = timeout

@@ -1,0 +1,280 @@
+"""The runtime: what an application opens to start runs and wait for them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import anyio
+import anyio.abc
+import attrs
+
+from ._clock import Clock, SystemClock
+from ._definitions import WorkflowDefinition
+from ._exceptions import RunCancelled, RunFailed, RunNotFound
+from .actors._actor import RunEnd
+from .actors._supervisor import Supervisor
+from .journal._codec import Codec, DefaultCodec, rebuild_exception
+from .journal._sqlite import Journal, RunRow, Synchronous, list_runs, run_row
+from .journal._states import RunStatus
+
+__all__ = ["RunHandle", "RunSummary", "Runtime", "run"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_DB = "runwright.db"
+
+
+@attrs.frozen
+class RunSummary:
+    """One run as ``list_runs`` and ``runwright runs list`` show it."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    key: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    error_type: str | None
+    error_message: str | None
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> RunSummary:
+        return cls(
+            row.run_id,
+            row.workflow,
+            RunStatus(row.status),
+            row.key,
+            _datetime(row.created_at),
+            None if row.finished_at is None else _datetime(row.finished_at),
+            row.error_type,
+            row.error_message,
+        )
+
+
+def _datetime(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+class RunHandle(Generic[R]):
+    """A run in the journal. Cheap to make; every method reads or writes the journal."""
+
+    def __init__(self, runtime: Runtime, run_id: str) -> None:
+        self._runtime = runtime
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id}>"
+
+    async def status(self) -> RunStatus:
+        row = await self._runtime._journal_or_fail().read(lambda c: run_row(c, self.id))
+        if row is None:
+            raise RunNotFound(self.id)
+        return RunStatus(row.status)
+
+    async def summary(self) -> RunSummary:
+        row = await self._runtime._journal_or_fail().read(lambda c: run_row(c, self.id))
+        if row is None:
+            raise RunNotFound(self.id)
+        return RunSummary.from_row(row)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """The workflow's return value, once the run ends.
+
+        Raises :class:`RunFailed` (its ``__cause__`` is the rebuilt error where
+        possible), :class:`RunCancelled`, or :class:`RunTimeout` after *timeout*
+        seconds (the run goes on).
+        """
+        runtime = self._runtime
+        end = await runtime._supervisor_or_fail().wait(self.id, timeout)
+        return runtime._unpack(self.id, end)  # type: ignore[no-any-return]
+
+    async def cancel(self) -> None:
+        """Cancel the run if it is still going; running steps are cancelled. No-op once ended."""
+        await self._runtime._supervisor_or_fail().cancel(self.id)
+
+
+class Runtime:
+    """An open journal plus the supervisor that drives its runs in this process.
+
+    ``db`` defaults to ``$RUNWRIGHT_DB``, else ``./runwright.db``.
+    ``synchronous`` is SQLite's setting: FULL (the default) survives power
+    loss; NORMAL survives process crashes but may lose the last commits on
+    power loss, and commits several times faster. ``cache_runs`` bounds hot
+    interpreters (0: every step resumes by replay). ``max_concurrent_steps``
+    bounds steps running at once. ``execute=False`` makes a client that starts
+    runs and reads results but runs no steps.
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        synchronous: Synchronous = "FULL",
+        cache_runs: int = 1000,
+        max_concurrent_steps: int = 100,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        busy_timeout: float = 5.0,
+        lease_seconds: float = 30.0,
+        shutdown_grace: float = 10.0,
+        hydration_cache_bytes: int = 64 * 1024 * 1024,
+        execute: bool = True,
+    ) -> None:
+        self.path = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
+        self.synchronous = synchronous
+        self.codec: Codec = codec if codec is not None else DefaultCodec()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._options = {
+            "cache_runs": cache_runs,
+            "max_concurrent_steps": max_concurrent_steps,
+            "lease_seconds": lease_seconds,
+            "hydration_bytes": hydration_cache_bytes,
+            "execute": execute,
+        }
+        if cache_runs < 0:
+            raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
+        self.busy_timeout = busy_timeout
+        self.shutdown_grace = shutdown_grace
+        self._journal: Journal | None = None
+        self._supervisor: Supervisor | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal_or_fail()
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self._supervisor_or_fail()
+
+    def _journal_or_fail(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("the runtime is not open; use it as `async with Runtime(...)`")
+        return self._journal
+
+    def _supervisor_or_fail(self) -> Supervisor:
+        if self._supervisor is None:
+            raise RuntimeError("the runtime is not open; use it as `async with Runtime(...)`")
+        return self._supervisor
+
+    async def __aenter__(self) -> Runtime:
+        if self._journal is not None:
+            raise RuntimeError("this Runtime is already open")
+        journal = await Journal.open(
+            self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout
+        )
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(journal.serve)
+            supervisor = Supervisor(journal, self.codec, self.clock, **self._options)  # type: ignore[arg-type]
+            await tg.start(supervisor.serve)
+        except BaseException as exc:
+            journal.stop_writing()
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            await journal.close()
+            raise
+        self._journal, self._supervisor, self._tg = journal, supervisor, tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        journal, supervisor, tg = self._journal, self._supervisor, self._tg
+        assert journal is not None and supervisor is not None and tg is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await supervisor.stop(self.shutdown_grace)
+                await supervisor.release()
+                journal.stop_writing()
+        finally:
+            try:
+                # The body's own exception propagates unwrapped: everything the
+                # group runs has been stopped above, so it exits cleanly.
+                await tg.__aexit__(None, None, None)
+            finally:
+                self._journal = self._supervisor = self._tg = None
+                with anyio.CancelScope(shield=True):
+                    await journal.close()
+        return None
+
+    async def start(
+        self,
+        workflow: WorkflowDefinition[P, R],
+        /,
+        *args: Any,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> RunHandle[R]:
+        """Start a run of *workflow*; returns once it is journaled, before its first step runs.
+
+        With *key*, a second start with the same key returns the first run and
+        starts nothing.
+        """
+        if not isinstance(workflow, WorkflowDefinition):
+            raise TypeError(f"runtime.start() needs an @rw.workflow, got {workflow!r}")
+        run_id = await self._supervisor_or_fail().start_run(workflow, args, kwargs, key)
+        return RunHandle(self, run_id)
+
+    def get_run(self, run_id: str) -> RunHandle[Any]:
+        """A handle on an existing run (checked when it is used)."""
+        return RunHandle(self, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: WorkflowDefinition[Any, Any] | str | None = None,
+        limit: int = 100,
+    ) -> list[RunSummary]:
+        """Runs, newest first, optionally of one status and one workflow."""
+        status_text = RunStatus(status).value if status is not None else None
+        name = workflow.name if isinstance(workflow, WorkflowDefinition) else workflow
+        rows = await self._journal_or_fail().read(
+            lambda c: list_runs(c, status=status_text, workflow=name, limit=limit)
+        )
+        return [RunSummary.from_row(row) for row in rows]
+
+    def _unpack(self, run_id: str, end: RunEnd) -> Any:
+        if end.status == "completed":
+            assert end.outcome is not None
+            return self.codec.decode(end.outcome)
+        if end.status == "cancelled":
+            raise RunCancelled(run_id)
+        info: Any = self.codec.decode(end.outcome) if end.outcome is not None else {}
+        cause = rebuild_exception(info) if isinstance(info, dict) else None
+        raise RunFailed(
+            run_id,
+            str(info.get("type", end.error_type)),
+            str(info.get("message", end.error_message)),
+            str(info.get("traceback") or ""),
+        ) from cause
+
+
+def run(
+    workflow: WorkflowDefinition[P, R],
+    /,
+    *args: Any,
+    db: str | os.PathLike[str] | None = None,
+    key: str | None = None,
+    **kwargs: Any,
+) -> R:
+    """Start a run, wait for it and return its value: a helper for scripts (asyncio)."""
+
+    async def main() -> R:
+        async with Runtime(db) as runtime:
+            handle = await runtime.start(workflow, *args, key=key, **kwargs)
+            return await handle.result()
+
+    return anyio.run(main)
+
+

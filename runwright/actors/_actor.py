@@ -1,0 +1,586 @@
+"""Run actors: one per live run, owning its interpreter, its steps and its timers.
+
+Theory of operation
+-------------------
+An actor is a task with a mailbox. Step tasks and the supervisor's timer loop
+post messages to it (a step finished, a timer is due, cancel); the actor takes
+every message waiting, applies them all to the interpreter in that order, and
+writes the outcome as ONE journal write: the step completions, the commands
+the workflow issued in response (step N+1 scheduled *and* claimed), and the
+run's end if the body returned. Only after that write commits does it start
+the new steps. Because one actor applies resolutions and then writes them in
+the same order, journal order is the order the interpreter saw, and replay
+reproduces it.
+
+While the run is hot its interpreter stays in memory, suspended: a step
+completion resumes the coroutine, nothing is re-executed, so step N costs the
+same as step 1. The actor also keeps the run's replay log (the events it
+wrote or loaded, with a cursor), so when the supervisor evicts the
+interpreter (``cache_runs``) the next activation replays from memory, using
+the hydration cache for decoded results, without re-reading the journal.
+A fresh actor (after a restart) reads the run's events once and replays.
+
+A step's attempts belong to its task: it claims each attempt with a
+conditional write, retries with backoff on the injectable clock, and posts
+only the final outcome to the actor. Losing a claim ends the task silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import attrs
+
+from .._context import StepInfo, current_step
+from .._exceptions import (
+    EncodeError,
+    FatalError,
+    NonDeterminismError,
+    RetryableError,
+    StepFailed,
+)
+from ..journal._codec import encode_exception, rebuild_exception
+from ..journal._events import Event, Kind
+from ..journal._sqlite import Tx, steps_of, waits_of
+from ._interpreter import (
+    Command,
+    Failure,
+    Interpreter,
+    Outcome,
+    SleepCommand,
+    StepCommand,
+    Value,
+)
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from .._definitions import StepDefinition, WorkflowDefinition
+    from ..journal._codec import Codec
+    from ._supervisor import Supervisor
+
+__all__ = ["CancelRequested", "RunActor", "RunContext", "StepDone", "TimerDue"]
+
+log = logging.getLogger("runwright")
+
+_COMMAND_KINDS = {Kind.STEP_SCHEDULED: "step", Kind.WAIT_CREATED: "sleep"}
+_RESOLUTION_KINDS = frozenset({Kind.STEP_COMPLETED, Kind.STEP_FAILED, Kind.WAIT_COMPLETED})
+_REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS
+
+
+@attrs.frozen
+class StepDone:
+    cid: int
+    name: str
+    attempt: int
+    ok: bool
+    payload: bytes
+
+
+@attrs.frozen
+class TimerDue:
+    cid: int
+
+
+@attrs.frozen
+class CancelRequested:
+    pass
+
+
+Message = StepDone | TimerDue | CancelRequested
+
+
+@attrs.frozen
+class RunContext:
+    """What a workflow body can learn about its run (``rw.run_info()``)."""
+
+    run_id: str
+    workflow: str
+    started_at: dt.datetime
+    codec: Codec
+
+
+class _LostClaim(Exception):
+    """A conditional write matched nothing: someone else moved the run on."""
+
+
+@attrs.frozen
+class RunEnd:
+    status: Literal["completed", "failed", "cancelled"]
+    outcome: bytes | None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class RunActor:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        run_id: str,
+        definition: WorkflowDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        started_at: float,
+        context: RunContext,
+    ) -> None:
+        self.sup = supervisor
+        self.run_id = run_id
+        self.definition = definition
+        self.args = args
+        self.kwargs = kwargs
+        self.started_at = started_at
+        self.context = context
+        self.interpreter: Interpreter | None = None
+        self.log: list[Event] | None = None
+        self.cursor = 0
+        self.in_flight: dict[int, anyio.CancelScope] = {}
+        self.waiting: dict[int, float] = {}
+        self.pending_commands: dict[int, Command] = {}
+        self.finishing: Outcome | None = None
+        self.done = False
+        self.activating = False
+        self.evict_requested = False
+        self._mailbox: deque[Message] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # -- the interpreter ---------------------------------------------------------
+
+    def new_interpreter(self, recorded: Mapping[int, tuple[str, str]] | None) -> Interpreter:
+        definition, args, kwargs = self.definition, self.args, self.kwargs
+        return Interpreter(
+            self.run_id,
+            lambda: definition.fn(*args, **kwargs),
+            started_at=self.started_at,
+            recorded=recorded,
+            info=self.context,
+        )
+
+    def drop_interpreter(self) -> None:
+        if self.interpreter is not None:
+            self.interpreter.close()
+            self.interpreter = None
+        if self.sup.hot.get(self.run_id) is self:
+            del self.sup.hot[self.run_id]
+        self.evict_requested = False
+
+    # -- journal writes ----------------------------------------------------------
+
+    def journal_commands(self, tx: Tx, commands: list[Command], at: float) -> None:
+        start = not self.sup.stopping
+        codec = self.sup.codec
+        for command in commands:
+            if isinstance(command, StepCommand):
+                tx.schedule_step(
+                    self.run_id, command.cid, command.name, command.encoded_args, at, start=start
+                )
+            else:
+                wake_at = self.wake_at(command, at)
+                tx.create_wait(self.run_id, command.cid, wake_at, codec.encode(wake_at), at)
+
+    @staticmethod
+    def wake_at(command: SleepCommand, at: float) -> float:
+        if command.until is not None:
+            return command.until
+        assert command.seconds is not None
+        return at + command.seconds
+
+    def run_end(self, outcome: Outcome) -> RunEnd:
+        codec = self.sup.codec
+        if isinstance(outcome, Value):
+            try:
+                return RunEnd("completed", codec.encode(outcome.value))
+            except EncodeError as exc:
+                error: BaseException = EncodeError(
+                    f"workflow {self.definition.name!r} returned a value that cannot be "
+                    f"encoded: {exc.reason}",
+                    path=exc.path,
+                )
+        else:
+            error = outcome.error
+        return RunEnd(
+            "failed",
+            codec.encode(encode_exception(error)),
+            _type_name(error),
+            str(error),
+        )
+
+    @staticmethod
+    def write_end(tx: Tx, run_id: str, end: RunEnd, at: float) -> None:
+        tx.finish_run(
+            run_id,
+            end.status,
+            at,
+            outcome=end.outcome,
+            error_type=end.error_type,
+            error_message=end.error_message,
+        )
+
+    def remember(self, events: list[Event]) -> None:
+        """Add the events this actor just wrote to its replay log."""
+        if self.log is None:
+            return
+        for event in events:
+            if event.kind in _REPLAY_KINDS:
+                self.log.append(event)
+            self.cursor = max(self.cursor, event.seq)
+
+    # -- the task ----------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Messages wait for it, or it is applying some."""
+        return bool(self._mailbox) or self.activating
+
+    def post(self, message: Message) -> None:
+        self._mailbox.append(message)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _receive(self) -> list[Message]:
+        """Every message waiting, once there is at least one."""
+        while not self._mailbox:
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+            self._wakeup = None
+        batch = list(self._mailbox)
+        self._mailbox.clear()
+        return batch
+
+    async def main(
+        self,
+        initial: list[Command] | None,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Drive the run until it ends. *initial*: commands just journaled by a fresh start."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                if initial is None:
+                    await self._recover()
+                else:
+                    self.launch(initial, self.started_at)
+                    if self.sup.cache_runs == 0:
+                        self.drop_interpreter()
+                while not self.done:
+                    await self._activate(await self._receive())
+                tg.cancel_scope.cancel()
+        except NonDeterminismError as exc:
+            await self.sup.stuck(self, "non_determinism", exc)
+        finally:
+            self.drop_interpreter()
+            self.sup.forget(self)
+
+    async def _recover(self) -> None:
+        """Rebuild a run from its journal: replay, then resume what was in progress."""
+        new = await self._rebuild()
+        interpreter = self.interpreter
+        assert interpreter is not None
+        steps = {s.cid: s for s in await self.sup.journal.read(lambda c: steps_of(c, self.run_id))}
+        waits = {w.cid: w for w in await self.sup.journal.read(lambda c: waits_of(c, self.run_id))}
+        if new:
+            at = self.sup.clock.now()
+            events = await self.sup.journal.write(
+                lambda tx: (self.journal_commands(tx, new, at), tx.events)[1]
+            )
+            self.remember(events)
+            self.launch(new, at)
+        for cid, command in sorted(self.pending_commands.items()):
+            if any(c.cid == cid for c in new):
+                continue
+            if isinstance(command, StepCommand):
+                row = steps.get(cid)
+                if row is None or row.status in ("completed", "failed"):
+                    continue
+                self._start_step(
+                    command,
+                    attempt=row.attempt + 1,
+                    claimed=False,
+                    retry_at=row.retry_at if row.status == "retrying" else None,
+                )
+            else:
+                wait = waits.get(cid)
+                if wait is not None and wait.status == "pending":
+                    self.waiting[cid] = wait.wake_at
+                    self.sup.add_timer(wait.wake_at, self.run_id, cid)
+        if self.finishing is not None and not self.in_flight:
+            await self._write([], [], self.sup.clock.now())
+        if self.sup.cache_runs == 0:
+            self.drop_interpreter()
+
+    async def _rebuild(self) -> list[Command]:
+        """Replay the body from the log; return commands the journal lacks (normally none)."""
+        if self.log is None:
+            events = await self.sup.journal.events(self.run_id)
+            self.log = [e for e in events if e.kind in _REPLAY_KINDS]
+            self.cursor = events[-1].seq if events else 0
+        recorded: dict[int, tuple[str, str]] = {}
+        for event in self.log:
+            kind = _COMMAND_KINDS.get(event.kind)
+            if kind is not None and event.cid is not None:
+                recorded[event.cid] = (kind, event.name or kind)
+        interpreter = self.new_interpreter(recorded)
+        self.interpreter = interpreter
+        issued: dict[int, Command] = {c.cid: c for c in interpreter.start()}
+        for event in self.log:
+            if event.kind in _RESOLUTION_KINDS and event.cid is not None:
+                outcome = self._outcome_of(event)
+                for command in interpreter.resolve(event.cid, outcome, event.at):
+                    issued[command.cid] = command
+        self.sup.touch(self)
+        if interpreter.outcome is not None and self.finishing is None:
+            self.finishing = interpreter.outcome
+        self.pending_commands = {cid: issued[cid] for cid in interpreter.pending if cid in issued}
+        return [c for cid, c in sorted(issued.items()) if cid not in recorded]
+
+    def _outcome_of(self, event: Event) -> Outcome:
+        if event.kind == Kind.WAIT_COMPLETED:
+            return Value(None)
+        assert event.payload is not None
+        if event.kind == Kind.STEP_COMPLETED:
+            return Value(self.sup.hydration.get(event.seq, event.payload, self.sup.codec.decode))
+        return Failure(self._step_error(event.name or "?", event.payload))
+
+    def _step_error(self, name: str, payload: bytes) -> BaseException:
+        info = self.sup.codec.decode(payload)
+        assert isinstance(info, dict)
+        error = rebuild_exception(info)
+        text = str(info.get("traceback") or "")
+        if error is None:
+            return StepFailed(name, str(info.get("type")), str(info.get("message")), text)
+        if text:
+            error.add_note(f"step {name!r} failed; its traceback was:\n{text.rstrip()}")
+        return error
+
+    async def _activate(self, batch: list[Message]) -> None:
+        self.activating = True
+        try:
+            at = self.sup.clock.now()
+            if any(isinstance(m, CancelRequested) for m in batch):
+                await self._cancel(at)
+                return
+            if self.interpreter is None and self.finishing is None:
+                new = await self._rebuild()
+                assert not new, "a hot run's journal lacked commands it had issued"
+            interpreter = self.interpreter
+            ends: list[Callable[[Tx], object]] = []
+            commands: list[Command] = []
+            resolved: list[tuple[int, object, int]] = []
+            for message in batch:
+                if isinstance(message, StepDone):
+                    self.in_flight.pop(message.cid, None)
+                    ends.append(_end_step(self.run_id, message, at))
+                    if message.ok:
+                        value = self.sup.codec.decode(message.payload)
+                        resolved.append((message.cid, value, len(message.payload)))
+                        outcome: Outcome = Value(value)
+                    else:
+                        outcome = Failure(self._step_error(message.name, message.payload))
+                elif isinstance(message, TimerDue):
+                    if self.waiting.pop(message.cid, None) is None:
+                        continue
+                    ends.append(_fire_wait(self.run_id, message.cid, at))
+                    outcome = Value(None)
+                else:
+                    continue
+                if interpreter is not None and self.finishing is None:
+                    commands += interpreter.resolve(message.cid, outcome, at)
+                    if interpreter.outcome is not None:
+                        self.finishing = interpreter.outcome
+            if not ends:
+                return
+            try:
+                events = await self._write(ends, commands, at)
+            except _LostClaim:
+                log.warning("run %s: lost a claim; reloading it from the journal", self.run_id)
+                self.drop_interpreter()
+                self.log = None
+                await self._recover()
+                return
+            for event in events:
+                if event.kind == Kind.STEP_COMPLETED:
+                    for cid, value, size in resolved:
+                        if cid == event.cid:
+                            self.sup.hydration.put(event.seq, value, size)
+            if self.sup.cache_runs == 0 or self.evict_requested:
+                self.drop_interpreter()
+        finally:
+            self.activating = False
+
+    async def _write(
+        self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
+    ) -> list[Event]:
+        end = self.run_end(self.finishing) if self.finishing and not self.in_flight else None
+        run_id = self.run_id
+
+        def apply(tx: Tx) -> list[Event]:
+            for op in ends:
+                if not op(tx):
+                    raise _LostClaim
+            self.journal_commands(tx, commands, at)
+            if end is not None:
+                self.write_end(tx, run_id, end, at)
+            return tx.events
+
+        events = await self.sup.journal.write(apply)
+        self.remember(events)
+        self.launch(commands, at)
+        if end is not None:
+            self.done = True
+            self.sup.finished(self, end)
+        return events
+
+    async def _cancel(self, at: float) -> None:
+        for scope in self.in_flight.values():
+            scope.cancel()
+        self.in_flight.clear()
+        end = RunEnd("cancelled", self.sup.codec.encode(None))
+        run_id = self.run_id
+        finished = await self.sup.journal.write(
+            lambda tx: tx.finish_run(run_id, "cancelled", at, outcome=end.outcome)
+        )
+        self.done = True
+        if finished:
+            self.sup.finished(self, end)
+
+    # -- steps and timers --------------------------------------------------------
+
+    def launch(self, commands: list[Command], at: float) -> None:
+        for command in commands:
+            if isinstance(command, StepCommand):
+                if not self.sup.stopping:
+                    self._start_step(command, attempt=1, claimed=True)
+            else:
+                wake_at = self.wake_at(command, at)
+                self.waiting[command.cid] = wake_at
+                self.sup.add_timer(wake_at, self.run_id, command.cid)
+
+    def _start_step(
+        self,
+        command: StepCommand,
+        *,
+        attempt: int,
+        claimed: bool,
+        retry_at: float | None = None,
+    ) -> None:
+        assert self._tg is not None
+        scope = anyio.CancelScope()
+        self.in_flight[command.cid] = scope
+        self._tg.start_soon(self._execute, command, scope, attempt, claimed, retry_at)
+
+    async def _execute(
+        self,
+        command: StepCommand,
+        scope: anyio.CancelScope,
+        attempt: int,
+        claimed: bool,
+        retry_at: float | None,
+    ) -> None:
+        """Run a step's attempts until one succeeds or it fails for good."""
+        sup, run_id, cid, name = self.sup, self.run_id, command.cid, command.name
+        definition: StepDefinition[Any, Any] = command.definition
+        with scope:
+            if retry_at is not None:
+                await sup.clock.sleep_until(retry_at)
+            while True:
+                if not claimed:
+                    if attempt > definition.max_attempts:
+                        # The last attempt was interrupted (the process stopped).
+                        error: Exception = FatalError(
+                            f"step {name!r}: attempt {attempt - 1} was interrupted and all "
+                            f"{definition.max_attempts} attempts are spent"
+                        )
+                        payload = _error_payload(sup, error)
+                        self.post(StepDone(cid, name, attempt - 1, False, payload))
+                        return
+                    at, number = sup.clock.now(), attempt
+                    won = await sup.journal.write(
+                        lambda tx: tx.start_attempt(run_id, cid, name, number, at)
+                    )
+                    if not won:
+                        return
+                claimed = False
+                ok, payload, error_or_none = await self._attempt(command, attempt)
+                if ok:
+                    self.post(StepDone(cid, name, attempt, True, payload))
+                    return
+                assert error_or_none is not None
+                error = error_or_none
+                if (
+                    isinstance(error, FatalError | EncodeError)
+                    or attempt >= definition.max_attempts
+                ):
+                    self.post(StepDone(cid, name, attempt, False, payload))
+                    return
+                delay = (
+                    error.retry_after
+                    if isinstance(error, RetryableError) and error.retry_after is not None
+                    else definition.backoff(attempt)
+                )
+                at = sup.clock.now()
+                when, number = at + delay, attempt
+                won = await sup.journal.write(
+                    lambda tx: tx.retry_step(run_id, cid, name, number, payload, when, at)
+                )
+                if not won:
+                    return
+                await sup.clock.sleep_until(when)
+                attempt += 1
+
+    async def _attempt(
+        self, command: StepCommand, attempt: int
+    ) -> tuple[bool, bytes, Exception | None]:
+        sup = self.sup
+        definition: StepDefinition[Any, Any] = command.definition
+        info = StepInfo(self.run_id, f"{self.run_id}:{command.cid}", command.name, attempt)
+        token = current_step.set(info)
+        sup.step_started()
+        try:
+            async with sup.step_limiter:
+                if definition.timeout is None:
+                    result = await definition.invoke(command.args, command.kwargs)
+                else:
+                    with anyio.fail_after(definition.timeout):
+                        result = await definition.invoke(command.args, command.kwargs)
+        except Exception as exc:
+            log.debug("run %s step %s attempt %d failed", self.run_id, command.name, attempt,
+                      exc_info=True)
+            return False, _error_payload(sup, exc), exc
+        finally:
+            current_step.reset(token)
+            sup.step_finished()
+        try:
+            return True, sup.codec.encode(result), None
+        except EncodeError as exc:
+            error = exc.at(step=command.name, argument="return value")
+            return False, _error_payload(sup, error), error
+
+
+def _error_payload(sup: Supervisor, error: BaseException) -> bytes:
+    return sup.codec.encode(encode_exception(error))
+
+
+def _type_name(error: BaseException) -> str:
+    cls = type(error)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], object]:
+    if message.ok:
+        return lambda tx: tx.complete_step(
+            run_id, message.cid, message.name, message.attempt, message.payload, at
+        )
+    return lambda tx: tx.fail_step(
+        run_id, message.cid, message.name, message.attempt, message.payload, at
+    )
+
+
+def _fire_wait(run_id: str, cid: int, at: float) -> Callable[[Tx], object]:
+    return lambda tx: tx.fire_wait(run_id, cid, at)
+

@@ -1,0 +1,360 @@
+"""The sans-IO workflow interpreter.
+
+Theory of operation
+-------------------
+A workflow body is an ordinary coroutine, but it never runs on the host event
+loop. The interpreter drives it by hand with ``coro.send``/``coro.throw`` on
+a tiny deterministic scheduler of *fibers*: the body is the main fiber, and
+each awaitable handed to ``rw.gather`` or ``rw.race`` becomes a child fiber.
+
+When a fiber awaits a runwright operation it yields a *request* object (a
+step, a sleep, a group). Steps and sleeps get a correlation id (``cid``) in
+the order they are issued and come out of :meth:`Interpreter.start` /
+:meth:`Interpreter.resolve` as *commands* for the caller to carry out. Groups
+are handled inside: they spawn fibers and resume their owner when the join
+condition holds (every child for gather, the first for race).
+
+The caller feeds back *resolutions* (``resolve(cid, outcome, at)``) in journal
+order; after each one the interpreter runs every ready fiber, in FIFO order,
+until all are blocked again. Nothing here depends on wall time, thread timing
+or the event loop, so the same journal always produces the same sequence of
+commands: that is what makes replay and ``gather``/``race`` deterministic.
+
+Replay is checked: commands already in the journal (``recorded``) must match
+what the code issues at the same ``cid``, by kind and name; a mismatch raises
+:class:`~runwright.NonDeterminismError` out of the interpreter, never into the
+workflow, and the interpreter is then unusable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from .._exceptions import EncodeError, NonDeterminismError, RunwrightError
+
+__all__ = [
+    "Failure",
+    "GroupRequest",
+    "Interpreter",
+    "Outcome",
+    "SleepCommand",
+    "SleepRequest",
+    "StepCommand",
+    "StepRequest",
+    "Value",
+    "current_interpreter",
+]
+
+current_interpreter: contextvars.ContextVar[Interpreter | None] = contextvars.ContextVar(
+    "runwright_interpreter", default=None
+)
+
+
+@attrs.frozen
+class Value:
+    value: Any
+
+
+@attrs.frozen
+class Failure:
+    error: BaseException
+
+
+Outcome = Value | Failure
+
+
+# -- requests: what awaitables yield to the interpreter ---------------------------
+
+
+@attrs.frozen(eq=False)
+class StepRequest:
+    """A step call; *encode_args* turns the arguments into journal bytes or raises."""
+
+    name: str
+    definition: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    encode_args: Callable[[], bytes]
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
+@attrs.frozen(eq=False)
+class SleepRequest:
+    """A durable sleep: *seconds* from when it is first journaled, or *until* (epoch)."""
+
+    seconds: float | None
+    until: float | None
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield self
+
+
+@attrs.frozen(eq=False)
+class GroupRequest:
+    kind: Literal["gather", "race"]
+    awaitables: tuple[Awaitable[Any], ...]
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
+# -- commands: what the interpreter asks its caller to carry out -------------------
+
+
+@attrs.frozen
+class StepCommand:
+    cid: int
+    name: str
+    definition: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    encoded_args: bytes
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("step", self.name)
+
+
+@attrs.frozen
+class SleepCommand:
+    cid: int
+    seconds: float | None
+    until: float | None
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("sleep", "sleep")
+
+
+Command = StepCommand | SleepCommand
+
+
+def describe(label: tuple[str, str]) -> str:
+    kind, name = label
+    return f"step {name!r}" if kind == "step" else kind
+
+
+@attrs.define(eq=False)
+class _Group:
+    kind: Literal["gather", "race"]
+    owner: _Fiber
+    results: list[Any]
+    remaining: int
+    done: bool = False
+
+
+@attrs.define(eq=False)
+class _Fiber:
+    coro: Coroutine[Any, Any, Any]
+    group: _Group | None = None
+    index: int = 0
+    finished: bool = False
+
+
+async def _adopt(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class Interpreter:
+    """Drives one run's workflow body. No I/O, no clock, no event loop.
+
+    *body* is called once to create the coroutine. *recorded* maps each cid the
+    journal already holds to its (kind, name) label.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        body: Callable[[], Coroutine[Any, Any, Any]],
+        *,
+        started_at: float,
+        recorded: Mapping[int, tuple[str, str]] | None = None,
+        info: Any = None,
+    ) -> None:
+        self.run_id = run_id
+        self.info = info
+        self.now = started_at
+        self.rng = random.Random(run_id)
+        self.outcome: Outcome | None = None
+        self.pending: dict[int, _Fiber] = {}
+        self._body = body
+        self._recorded = recorded or {}
+        self._next_cid = 0
+        self._ready: deque[tuple[_Fiber, Outcome | None]] = deque()
+        self._fibers: set[_Fiber] = set()
+        self._commands: list[Command] = []
+        self._main: _Fiber | None = None
+        self._broken = False
+
+    @property
+    def issued(self) -> int:
+        """How many commands have been issued (the next cid)."""
+        return self._next_cid
+
+    def start(self) -> list[Command]:
+        """Run the body until every fiber is blocked; return the commands it issued."""
+        if self._main is not None:
+            raise RuntimeError("the interpreter was already started")
+        self._main = self._spawn(self._body(), None, 0)
+        return self._run()
+
+    def resolve(self, cid: int, outcome: Outcome, at: float) -> list[Command]:
+        """Deliver the outcome of command *cid*, recorded at time *at*; run to quiescence."""
+        if self._broken:
+            raise RuntimeError("the interpreter stopped after a non-determinism error")
+        if cid >= self._next_cid:
+            self._broken = True
+            raise NonDeterminismError(
+                self.run_id,
+                cid,
+                "a result for it",
+                "nothing yet: the code issued only "
+                f"{self._next_cid} command(s) before waiting",
+            )
+        self.now = max(self.now, at)
+        fiber = self.pending.pop(cid, None)
+        if fiber is None or fiber.finished:
+            return []
+        self._ready.append((fiber, outcome))
+        return self._run()
+
+    def close(self) -> None:
+        """Close every fiber's coroutine (the run was evicted or finished)."""
+        for fiber in list(self._fibers):
+            self._close(fiber)
+        self.pending.clear()
+
+    def unissued_recorded(self) -> int | None:
+        """The first recorded cid the code has not issued, if any (checked once it finishes)."""
+        missing = [cid for cid in self._recorded if cid >= self._next_cid]
+        return min(missing) if missing else None
+
+    # -- the scheduler -------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], group: _Group | None, index: int) -> _Fiber:
+        fiber = _Fiber(coro, group, index)
+        self._fibers.add(fiber)
+        self._ready.append((fiber, None))
+        return fiber
+
+    def _run(self) -> list[Command]:
+        while self._ready and self.outcome is None:
+            fiber, outcome = self._ready.popleft()
+            if not fiber.finished:
+                self._advance(fiber, outcome)
+        if self.outcome is not None:
+            finished = self.unissued_recorded()
+            if finished is not None:
+                self._broken = True
+                raise NonDeterminismError(
+                    self.run_id,
+                    finished,
+                    describe(self._recorded[finished]),
+                    "the workflow to return",
+                )
+            self.close()
+        commands, self._commands = self._commands, []
+        return commands
+
+    def _advance(self, fiber: _Fiber, outcome: Outcome | None) -> None:
+        token = current_interpreter.set(self)
+        try:
+            if isinstance(outcome, Failure):
+                request = fiber.coro.throw(outcome.error)
+            else:
+                request = fiber.coro.send(None if outcome is None else outcome.value)
+        except StopIteration as stop:
+            self._finish(fiber, Value(stop.value))
+            return
+        except Exception as exc:
+            self._finish(fiber, Failure(exc))
+            return
+        finally:
+            current_interpreter.reset(token)
+        self._handle(fiber, request)
+
+    def _handle(self, fiber: _Fiber, request: object) -> None:
+        if isinstance(request, StepRequest):
+            try:
+                encoded = request.encode_args()
+            except EncodeError as exc:
+                self._ready.append((fiber, Failure(exc)))
+                return
+            cid = self._issue(fiber, ("step", request.name))
+            self._commands.append(
+                StepCommand(
+                    cid, request.name, request.definition, request.args, request.kwargs, encoded
+                )
+            )
+        elif isinstance(request, SleepRequest):
+            cid = self._issue(fiber, ("sleep", "sleep"))
+            self._commands.append(SleepCommand(cid, request.seconds, request.until))
+        elif isinstance(request, GroupRequest):
+            self._group(fiber, request)
+        else:
+            error = RunwrightError(
+                f"a workflow body awaited {request!r}, which is not a runwright operation; "
+                "workflows may await steps, rw.sleep, rw.gather and rw.race only. "
+                "Do I/O inside a step."
+            )
+            self._ready.append((fiber, Failure(error)))
+
+    def _issue(self, fiber: _Fiber, label: tuple[str, str]) -> int:
+        cid = self._next_cid
+        recorded = self._recorded.get(cid)
+        if recorded is not None and recorded != label:
+            self._broken = True
+            raise NonDeterminismError(self.run_id, cid, describe(recorded), describe(label))
+        self._next_cid += 1
+        self.pending[cid] = fiber
+        return cid
+
+    def _group(self, owner: _Fiber, request: GroupRequest) -> None:
+        count = len(request.awaitables)
+        if count == 0:
+            if request.kind == "race":
+                error = ValueError("rw.race() needs at least one awaitable")
+                self._ready.append((owner, Failure(error)))
+            else:
+                self._ready.append((owner, Value([])))
+            return
+        group = _Group(request.kind, owner, [None] * count, count)
+        for index, awaitable in enumerate(request.awaitables):
+            self._spawn(_adopt(awaitable), group, index)
+
+    def _finish(self, fiber: _Fiber, outcome: Outcome) -> None:
+        fiber.finished = True
+        self._fibers.discard(fiber)
+        if fiber is self._main:
+            self.outcome = outcome
+            return
+        group = fiber.group
+        if group is None or group.done:
+            return
+        if isinstance(outcome, Failure) or group.kind == "race":
+            group.done = True
+            self._ready.append((group.owner, outcome))
+            return
+        group.results[fiber.index] = outcome.value
+        group.remaining -= 1
+        if group.remaining == 0:
+            group.done = True
+            self._ready.append((group.owner, Value(group.results)))
+
+    def _close(self, fiber: _Fiber) -> None:
+        fiber.finished = True
+        self._fibers.discard(fiber)
+        try:
+            fiber.coro.close()
+        except RuntimeError:
+            # The body awaited inside a ``finally`` while being closed; nothing
+            # it asks for then can be honoured, and the journal is unaffected.
+            pass

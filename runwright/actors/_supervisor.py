@@ -1,0 +1,405 @@
+"""The supervisor: every run actor of one process, their timers and leases.
+
+It starts runs (create and first commands in one write), resumes every
+unfinished run it can claim when the runtime starts, fires durable timers
+from one heap on the injectable clock, renews the leases of the runs it
+drives, bounds hot interpreters (``cache_runs``, least recently used first)
+and running steps (a capacity limiter), and on shutdown stops starting steps,
+gives running ones a grace period, and releases its leases so that another
+process can continue at once.
+
+Ownership: a run's ``owner`` names a process as ``host:pid:token``. A lease
+that has expired, or whose owner is a process on this host that no longer
+exists, may be claimed; the claim is a conditional UPDATE, so two claimants
+cannot both win.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from .._clock import Clock
+from .._definitions import WorkflowDefinition, lookup_workflow
+from .._exceptions import (
+    NonDeterminismError,
+    RunNotFound,
+    RunTimeout,
+    UnknownWorkflowError,
+)
+from ..journal._codec import Codec
+from ..journal._sqlite import Journal, RunRow, Tx, live_runs, run_row
+from ._actor import CancelRequested, Message, RunActor, RunContext, RunEnd, TimerDue
+from ._hydration import HydrationCache
+
+__all__ = ["Supervisor", "new_owner_id", "new_run_id"]
+
+log = logging.getLogger("runwright")
+
+_TERMINAL = ("completed", "failed", "cancelled")
+
+
+def new_run_id() -> str:
+    """Sortable by creation time (milliseconds), then 80 random bits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    event: anyio.Event = attrs.field(factory=anyio.Event)
+    end: RunEnd | None = None
+    count: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        journal: Journal,
+        codec: Codec,
+        clock: Clock,
+        *,
+        cache_runs: int,
+        max_concurrent_steps: int,
+        lease_seconds: float,
+        hydration_bytes: int,
+        execute: bool = True,
+    ) -> None:
+        if cache_runs < 0:
+            raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
+        if max_concurrent_steps < 1:
+            raise ValueError(f"max_concurrent_steps must be >= 1, got {max_concurrent_steps}")
+        self.journal = journal
+        self.codec = codec
+        self.clock = clock
+        self.owner = new_owner_id()
+        self.cache_runs = cache_runs
+        self.lease_seconds = lease_seconds
+        self.execute = execute
+        self.step_limiter = anyio.CapacityLimiter(max_concurrent_steps)
+        self.hydration = HydrationCache(hydration_bytes)
+        self.stopping = False
+        self.actors: dict[str, RunActor] = {}
+        self.hot: OrderedDict[str, RunActor] = OrderedDict()
+        self.stuck_runs: dict[str, str] = {}
+        self._running_steps = 0
+        self._steps_idle = anyio.Event()
+        self._steps_idle.set()
+        self._timers: list[tuple[float, str, int]] = []
+        self._timer_scope: anyio.CancelScope | None = None
+        self._timer_deadline = math.inf
+        self._waiters: dict[str, _Waiter] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # -- life ----------------------------------------------------------------------
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self.execute:
+                tg.start_soon(self._timer_loop)
+                tg.start_soon(self._lease_loop)
+                await self.recover()
+            task_status.started()
+
+    async def stop(self, grace: float) -> None:
+        """Stop starting steps, wait up to *grace* seconds for running ones, stop every actor."""
+        self.stopping = True
+        with anyio.move_on_after(grace):
+            await self._steps_idle.wait()
+            # Let actors journal what the last steps returned before they stop.
+            while any(actor.busy for actor in self.actors.values()):
+                await anyio.sleep(0.001)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def release(self) -> None:
+        owner = self.owner
+        await self.journal.write(lambda tx: tx.release_runs(owner))
+
+    def _lease_until(self) -> float:
+        return time.time() + self.lease_seconds
+
+    async def _lease_loop(self) -> None:
+        owner = self.owner
+        while True:
+            await anyio.sleep(self.lease_seconds / 3)
+            until = self._lease_until()
+            await self.journal.write(lambda tx: tx.renew_leases(owner, until))
+
+    # -- runs ----------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        definition: WorkflowDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        key: str | None,
+    ) -> str:
+        """Create a run and journal its first commands in one write; return its id."""
+        if self.stopping:
+            raise RuntimeError("the runtime is shutting down; it starts no new runs")
+        definition.check_args(args, kwargs)
+        encoded_args = definition.encode_args(self.codec, args, kwargs)
+        run_id = new_run_id()
+        at = self.clock.now()
+        owner = self.owner if self.execute else None
+        lease = self._lease_until() if self.execute else None
+        actor = self._actor(run_id, definition, args, kwargs, at)
+        commands: list[Any] = []
+        end = None
+        if self.execute:
+            interpreter = actor.new_interpreter(None)
+            actor.interpreter, actor.log = interpreter, []
+            commands = interpreter.start()
+            if interpreter.outcome is not None:
+                actor.finishing = interpreter.outcome
+                end = actor.run_end(interpreter.outcome)
+
+        def create(tx: Tx) -> tuple[str | None, list[Any]]:
+            existing = tx.create_run(
+                run_id, definition.name, encoded_args, at, key=key, owner=owner,
+                lease_expires_at=lease,
+            )
+            if existing is not None:
+                return existing, []
+            actor.journal_commands(tx, commands, at)
+            if end is not None:
+                RunActor.write_end(tx, run_id, end, at)
+            return None, tx.events
+
+        existing, events = await self.journal.write(create)
+        if existing is not None:
+            actor.drop_interpreter()
+            return existing
+        if not self.execute:
+            return run_id
+        actor.remember(events)
+        if end is not None:
+            actor.drop_interpreter()
+            self.finished(actor, end)
+            return run_id
+        self.actors[run_id] = actor
+        self.touch(actor)
+        assert self._tg is not None
+        self._tg.start_soon(actor.main, commands)
+        return run_id
+
+    def _actor(
+        self,
+        run_id: str,
+        definition: WorkflowDefinition[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        started_at: float,
+    ) -> RunActor:
+        import datetime as dt
+
+        context = RunContext(
+            run_id, definition.name, dt.datetime.fromtimestamp(started_at, dt.UTC), self.codec
+        )
+        return RunActor(self, run_id, definition, args, kwargs, started_at, context)
+
+    async def recover(self) -> None:
+        """Claim and resume every unfinished run that nobody alive drives."""
+        rows = await self.journal.read(live_runs)
+        now = time.time()
+        candidates: list[tuple[str, str]] = []
+        for run_id, owner, lease in rows:
+            if run_id in self.actors or run_id in self.stuck_runs:
+                continue
+            if owner is None or owner == self.owner or (lease is not None and lease < now):
+                candidates.append((run_id, ""))
+            elif _owner_is_dead(owner):
+                candidates.append((run_id, owner))
+        if not candidates:
+            return
+        me, until = self.owner, self._lease_until()
+        claimed: list[str] = await self.journal.write(
+            lambda tx: [
+                run_id
+                for run_id, dead in candidates
+                if tx.claim_run(run_id, me, until, now, steal_from=dead)
+            ]
+        )
+        for run_id in claimed:
+            await self._resume(run_id)
+
+    async def _resume(self, run_id: str) -> None:
+        row = await self.journal.run(run_id)
+        if row is None or row.status in _TERMINAL:
+            return
+        try:
+            definition = lookup_workflow(row.workflow, run_id)
+            args, kwargs = self.codec.decode(row.args)  # type: ignore[misc]
+        except UnknownWorkflowError as exc:
+            await self._mark_stuck(run_id, "unknown_workflow", exc)
+            return
+        actor = self._actor(run_id, definition, tuple(args), kwargs, row.created_at)
+        self.actors[run_id] = actor
+        assert self._tg is not None
+        self._tg.start_soon(actor.main, None)
+
+    async def _mark_stuck(self, run_id: str, kind: str, error: Exception) -> None:
+        log.error("run %s cannot advance: %s", run_id, error)
+        self.stuck_runs[run_id] = str(error)
+        owner, at, message = self.owner, time.time(), str(error)
+
+        def record(tx: Tx) -> None:
+            tx.set_problem(run_id, kind, message, at)
+            tx.release_run(run_id, owner)
+
+        with anyio.CancelScope(shield=True):
+            await self.journal.write(record)
+
+    async def stuck(self, actor: RunActor, kind: str, error: NonDeterminismError) -> None:
+        self.forget(actor)
+        await self._mark_stuck(actor.run_id, kind, error)
+
+    def forget(self, actor: RunActor) -> None:
+        if self.actors.get(actor.run_id) is actor:
+            del self.actors[actor.run_id]
+        if self.hot.get(actor.run_id) is actor:
+            del self.hot[actor.run_id]
+
+    def finished(self, actor: RunActor, end: RunEnd) -> None:
+        self.forget(actor)
+        waiter = self._waiters.get(actor.run_id)
+        if waiter is not None:
+            waiter.end = end
+            waiter.event.set()
+
+    def touch(self, actor: RunActor) -> None:
+        """Mark *actor*'s interpreter as just used; evict the least recent beyond cache_runs."""
+        if self.cache_runs == 0 or actor.interpreter is None:
+            return
+        self.hot[actor.run_id] = actor
+        self.hot.move_to_end(actor.run_id)
+        while len(self.hot) > self.cache_runs:
+            _, oldest = self.hot.popitem(last=False)
+            if oldest.activating:
+                oldest.evict_requested = True
+            else:
+                oldest.drop_interpreter()
+
+    def deliver(self, run_id: str, message: Message) -> None:
+        actor = self.actors.get(run_id)
+        if actor is not None and not actor.done:
+            actor.post(message)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: its actor here cancels running steps; otherwise a direct write."""
+        actor = self.actors.get(run_id)
+        if actor is not None and not actor.done:
+            actor.post(CancelRequested())
+            return True
+        at = self.clock.now()
+        encoded = self.codec.encode(None)
+        cancelled: bool = await self.journal.write(
+            lambda tx: tx.finish_run(run_id, "cancelled", at, outcome=encoded)
+        )
+        if cancelled:
+            waiter = self._waiters.get(run_id)
+            if waiter is not None:
+                waiter.end = RunEnd("cancelled", encoded)
+                waiter.event.set()
+        return cancelled
+
+    async def wait(self, run_id: str, timeout: float | None) -> RunEnd:
+        """Wait for a run to end: woken directly when it ends here, else by polling."""
+        waiter = self._waiters.setdefault(run_id, _Waiter())
+        waiter.count += 1
+        try:
+            with anyio.fail_after(timeout):
+                return await self._wait(run_id, waiter)
+        except TimeoutError:
+            assert timeout is not None
+            raise RunTimeout(run_id, timeout) from None
+        finally:
+            waiter.count -= 1
+            if waiter.count == 0:
+                self._waiters.pop(run_id, None)
+
+    async def _wait(self, run_id: str, waiter: _Waiter) -> RunEnd:
+        delay = 0.001
+        while True:
+            if waiter.end is not None:
+                return waiter.end
+            if run_id in self.actors:
+                await waiter.event.wait()
+                continue
+            row = await self.journal.read(lambda c: run_row(c, run_id))
+            if row is None:
+                raise RunNotFound(run_id)
+            if row.status in _TERMINAL:
+                return _end_of(row)
+            with anyio.move_on_after(delay):
+                await waiter.event.wait()
+            delay = min(delay * 2, 0.1)
+
+    # -- steps ---------------------------------------------------------------------
+
+    def step_started(self) -> None:
+        self._running_steps += 1
+        if self._steps_idle.is_set():
+            self._steps_idle = anyio.Event()
+
+    def step_finished(self) -> None:
+        self._running_steps -= 1
+        if self._running_steps == 0:
+            self._steps_idle.set()
+
+    # -- timers --------------------------------------------------------------------
+
+    def add_timer(self, wake_at: float, run_id: str, cid: int) -> None:
+        heapq.heappush(self._timers, (wake_at, run_id, cid))
+        if wake_at < self._timer_deadline and self._timer_scope is not None:
+            self._timer_scope.cancel()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = self.clock.now()
+            while self._timers and self._timers[0][0] <= now:
+                _, run_id, cid = heapq.heappop(self._timers)
+                if not self.stopping:
+                    self.deliver(run_id, TimerDue(cid))
+            self._timer_deadline = self._timers[0][0] if self._timers else math.inf
+            with anyio.CancelScope() as scope:
+                self._timer_scope = scope
+                await self.clock.sleep_until(self._timer_deadline)
+            self._timer_scope = None
+
+
+def _end_of(row: RunRow) -> RunEnd:
+    status = row.status
+    assert status in _TERMINAL
+    return RunEnd(status, row.outcome, row.error_type, row.error_message)  # type: ignore[arg-type]

@@ -1,0 +1,39 @@
+"""Event records and the names of every event kind.
+
+An event is never rewritten. Kinds only grow; a reader that meets a kind it
+does not know skips it rather than failing.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Event", "Kind"]
+
+
+class Kind:
+    RUN_CREATED = "run_created"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    STEP_SCHEDULED = "step_scheduled"
+    STEP_STARTED = "step_started"
+    STEP_RETRYING = "step_retrying"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    WAIT_CREATED = "wait_created"
+    WAIT_COMPLETED = "wait_completed"
+
+
+@attrs.frozen
+class Event:
+    """One row of the ``events`` table."""
+
+    seq: int
+    run_id: str
+    kind: str
+    cid: int | None
+    attempt: int | None
+    name: str | None
+    payload: bytes | None
+    at: float

@@ -1,0 +1,121 @@
+"""The journal's tables, and the check that a file is a runwright journal.
+
+``events`` is the append-only log: every fact about a run, ordered by ``seq``.
+``runs``, ``steps`` and ``waits`` are materialized from it for queries and for
+conditional writes (claims); they are only ever written in the same
+transaction as the event that changes them. ``run_problems`` is not part of
+the journal: it holds the last error that stopped a run from advancing (an
+unknown workflow, non-deterministic code) so that other processes can show
+it, and it is cleared when the run advances again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .._exceptions import NotARunwrightDatabase, SchemaVersionError
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
+
+#: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
+APPLICATION_ID = 0x72776A6C
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    cid        INTEGER,
+    attempt    INTEGER,
+    name       TEXT,
+    payload    BLOB,
+    at         REAL NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id, seq);
+
+CREATE TABLE runs (
+    run_id           TEXT PRIMARY KEY,
+    workflow         TEXT NOT NULL,
+    key              TEXT UNIQUE,
+    status           TEXT NOT NULL,
+    args             BLOB NOT NULL,
+    outcome          BLOB,
+    error_type       TEXT,
+    error_message    TEXT,
+    owner            TEXT,
+    lease_expires_at REAL,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    finished_at      REAL
+);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+
+CREATE TABLE steps (
+    run_id        TEXT NOT NULL,
+    cid           INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    retry_at      REAL,
+    PRIMARY KEY (run_id, cid)
+) WITHOUT ROWID;
+
+CREATE TABLE waits (
+    run_id   TEXT NOT NULL,
+    cid      INTEGER NOT NULL,
+    wake_at  REAL NOT NULL,
+    status   TEXT NOT NULL,
+    PRIMARY KEY (run_id, cid)
+) WITHOUT ROWID;
+CREATE INDEX waits_pending ON waits (wake_at) WHERE status = 'pending';
+
+CREATE TABLE run_problems (
+    run_id   TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    at       REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_file(path: str) -> None:
+    """Fail with :class:`NotARunwrightDatabase` unless *path* is absent, empty or SQLite."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise NotARunwrightDatabase(path, "it is a directory") from None
+    if head and head != _SQLITE_MAGIC:
+        raise NotARunwrightDatabase(path, "not an SQLite database file")
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the schema in a new database, or check that an existing one is ours."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and tables == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif app_id != APPLICATION_ID:
+            raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
+        elif version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path} has journal schema version {version}, newer than this runwright "
+                f"understands ({SCHEMA_VERSION}); upgrade runwright"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,589 @@
+"""The SQLite journal: one group-commit writer, one reader, conditional writes.
+
+Theory of operation
+-------------------
+Every write is a plain function ``fn(tx) -> T`` handed to :meth:`Journal.write`.
+A single writer task collects the functions that arrive while the previous
+transaction commits, and runs all of them in one ``BEGIN IMMEDIATE``
+transaction in a worker thread: one thread hop and one fsync per batch, not
+per caller. Each function runs inside its own SAVEPOINT, so one that raises
+is rolled back alone and its caller gets the exception; the others commit.
+
+:class:`Tx` holds the only SQL that changes state. Each method appends the
+event and changes the materialized row in the same transaction. Claims are
+conditional UPDATEs whose ``WHERE status IN (...)`` comes from the lifecycle
+tables in :mod:`._states`; a method returns False when it matched nothing,
+which is how losing a race looks.
+
+Reads run on a second connection (WAL lets it read while the writer writes),
+also in a worker thread, one hop per query function.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from .._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase
+from ._events import Event, Kind
+from ._schema import check_file, ensure_schema
+from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
+
+__all__ = ["Journal", "RunRow", "StepRow", "Synchronous", "Tx", "WaitRow"]
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
+
+
+@attrs.frozen
+class RunRow:
+    run_id: str
+    workflow: str
+    key: str | None
+    status: str
+    args: bytes
+    outcome: bytes | None
+    error_type: str | None
+    error_message: str | None
+    owner: str | None
+    lease_expires_at: float | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+
+@attrs.frozen
+class StepRow:
+    run_id: str
+    cid: int
+    name: str
+    status: str
+    attempt: int
+    retry_at: float | None
+
+
+@attrs.frozen
+class WaitRow:
+    run_id: str
+    cid: int
+    wake_at: float
+    status: str
+
+
+def _in(states: Iterable[str]) -> str:
+    return "(" + ",".join(f"'{s}'" for s in states) + ")"
+
+
+_RUN_FINISH_FROM = {
+    target: _in(sources(RUN_TRANSITIONS, target)) for target in ("completed", "failed", "cancelled")
+}
+_STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
+_WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
+_WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
+_RUN_COLUMNS = (
+    "run_id, workflow, key, status, args, outcome, error_type, error_message, owner, "
+    "lease_expires_at, created_at, updated_at, finished_at"
+)
+
+
+class Tx:
+    """One caller's share of a write transaction. Only the writer thread uses it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.events: list[Event] = []
+
+    def append(
+        self,
+        run_id: str,
+        kind: str,
+        at: float,
+        *,
+        cid: int | None = None,
+        attempt: int | None = None,
+        name: str | None = None,
+        payload: bytes | None = None,
+    ) -> Event:
+        cur = self._conn.execute(
+            "INSERT INTO events (run_id, kind, cid, attempt, name, payload, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, kind, cid, attempt, name, payload, at),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        event = Event(seq, run_id, kind, cid, attempt, name, payload, at)
+        self.events.append(event)
+        return event
+
+    # -- runs -------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        workflow: str,
+        args: bytes,
+        at: float,
+        *,
+        key: str | None,
+        owner: str | None,
+        lease_expires_at: float | None,
+    ) -> str | None:
+        """Create a run (RUNNING if it has an owner, else PENDING).
+
+        Returns None when it was created, or the id of the run that already
+        holds *key*.
+        """
+        if key is not None:
+            row = self._conn.execute("SELECT run_id FROM runs WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        status = "running" if owner is not None else "pending"
+        self._conn.execute(
+            "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, workflow, key, status, args, owner, lease_expires_at, at, at),
+        )
+        self.append(run_id, Kind.RUN_CREATED, at, name=workflow, payload=args)
+        return None
+
+    def claim_run(
+        self, run_id: str, owner: str, lease_expires_at: float, now: float, *, steal_from: str = ""
+    ) -> bool:
+        """Take ownership of a live run nobody holds (or *steal_from*'s, known dead)."""
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = ?, lease_expires_at = ?, "
+            "status = CASE status WHEN 'pending' THEN 'running' ELSE status END "
+            "WHERE run_id = ? AND status IN ('pending', 'running') "
+            "AND (owner IS NULL OR owner = ? OR owner = ? OR lease_expires_at < ?)",
+            (owner, lease_expires_at, run_id, owner, steal_from, now),
+        )
+        return cur.rowcount == 1
+
+    def renew_leases(self, owner: str, lease_expires_at: float) -> int:
+        cur = self._conn.execute(
+            "UPDATE runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'",
+            (lease_expires_at, owner),
+        )
+        return cur.rowcount
+
+    def release_run(self, run_id: str, owner: str) -> bool:
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE run_id = ? AND owner = ?",
+            (run_id, owner),
+        )
+        return cur.rowcount == 1
+
+    def release_runs(self, owner: str) -> int:
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE owner = ?", (owner,)
+        )
+        return cur.rowcount
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: Literal["completed", "failed", "cancelled"],
+        at: float,
+        *,
+        outcome: bytes | None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        cur = self._conn.execute(
+            "UPDATE runs SET status = ?, outcome = ?, error_type = ?, error_message = ?, "
+            "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
+            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
+            (status, outcome, error_type, error_message, at, at, run_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        kind = {
+            "completed": Kind.RUN_COMPLETED,
+            "failed": Kind.RUN_FAILED,
+            "cancelled": Kind.RUN_CANCELLED,
+        }[status]
+        self.append(run_id, kind, at, payload=outcome)
+        self._conn.execute(
+            f"UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status IN "
+            f"{_WAIT_CANCEL_FROM}",
+            (run_id,),
+        )
+        self.clear_problem(run_id)
+        return True
+
+    def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO run_problems (run_id, kind, message, at) VALUES (?, ?, ?, ?)",
+            (run_id, kind, message, at),
+        )
+
+    def clear_problem(self, run_id: str) -> None:
+        self._conn.execute("DELETE FROM run_problems WHERE run_id = ?", (run_id,))
+
+    # -- steps ------------------------------------------------------------------
+
+    def schedule_step(
+        self, run_id: str, cid: int, name: str, args: bytes, at: float, *, start: bool
+    ) -> None:
+        """Record a step the workflow asked for; with *start*, claim its first attempt too."""
+        self._conn.execute(
+            "INSERT INTO steps (run_id, cid, name, status, attempt) VALUES (?, ?, ?, ?, ?)",
+            (run_id, cid, name, "running" if start else "scheduled", 1 if start else 0),
+        )
+        self.append(run_id, Kind.STEP_SCHEDULED, at, cid=cid, name=name, payload=args)
+        if start:
+            self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=1, name=name)
+
+    def start_attempt(self, run_id: str, cid: int, name: str, attempt: int, at: float) -> bool:
+        """Claim *attempt* of a step: wins only if the step is still at ``attempt - 1``."""
+        cur = self._conn.execute(
+            "UPDATE steps SET status = 'running', attempt = ?, retry_at = NULL "
+            f"WHERE run_id = ? AND cid = ? AND attempt = ? AND status IN {_STEP_START_FROM}",
+            (attempt, run_id, cid, attempt - 1),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=attempt, name=name)
+        return True
+
+    def _end_attempt(
+        self,
+        run_id: str,
+        cid: int,
+        attempt: int,
+        status: str,
+        retry_at: float | None = None,
+    ) -> bool:
+        cur = self._conn.execute(
+            "UPDATE steps SET status = ?, retry_at = ? "
+            "WHERE run_id = ? AND cid = ? AND attempt = ? AND status = 'running'",
+            (status, retry_at, run_id, cid, attempt),
+        )
+        return cur.rowcount == 1
+
+    def complete_step(
+        self, run_id: str, cid: int, name: str, attempt: int, result: bytes, at: float
+    ) -> Event | None:
+        if not self._end_attempt(run_id, cid, attempt, "completed"):
+            return None
+        return self.append(
+            run_id, Kind.STEP_COMPLETED, at, cid=cid, attempt=attempt, name=name, payload=result
+        )
+
+    def fail_step(
+        self, run_id: str, cid: int, name: str, attempt: int, error: bytes, at: float
+    ) -> Event | None:
+        if not self._end_attempt(run_id, cid, attempt, "failed"):
+            return None
+        return self.append(
+            run_id, Kind.STEP_FAILED, at, cid=cid, attempt=attempt, name=name, payload=error
+        )
+
+    def retry_step(
+        self,
+        run_id: str,
+        cid: int,
+        name: str,
+        attempt: int,
+        error: bytes,
+        retry_at: float,
+        at: float,
+    ) -> bool:
+        if not self._end_attempt(run_id, cid, attempt, "retrying", retry_at):
+            return False
+        self.append(
+            run_id, Kind.STEP_RETRYING, at, cid=cid, attempt=attempt, name=name, payload=error
+        )
+        return True
+
+    # -- waits ------------------------------------------------------------------
+
+    def create_wait(self, run_id: str, cid: int, wake_at: float, payload: bytes, at: float) -> None:
+        self._conn.execute(
+            "INSERT INTO waits (run_id, cid, wake_at, status) VALUES (?, ?, ?, 'pending')",
+            (run_id, cid, wake_at),
+        )
+        self.append(run_id, Kind.WAIT_CREATED, at, cid=cid, name="sleep", payload=payload)
+
+    def fire_wait(self, run_id: str, cid: int, at: float) -> Event | None:
+        cur = self._conn.execute(
+            f"UPDATE waits SET status = 'fired' WHERE run_id = ? AND cid = ? "
+            f"AND status IN {_WAIT_FIRE_FROM}",
+            (run_id, cid),
+        )
+        if cur.rowcount != 1:
+            return None
+        return self.append(run_id, Kind.WAIT_COMPLETED, at, cid=cid, name="sleep")
+
+
+@attrs.define
+class _Request:
+    fn: Callable[[Tx], Any]
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _connect(path: str, busy_timeout: float, synchronous: Synchronous) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(f"{path}: could not switch the journal to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _translate(exc, path, busy_timeout) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalError:
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return DatabaseLocked(path, busy_timeout)
+    if "not a database" in message or "malformed" in message:
+        return NotARunwrightDatabase(path, message)
+    return JournalError(f"{path}: {message}")
+
+
+class Journal:
+    """A runwright journal in one SQLite file.
+
+    Open with :meth:`open`; run :meth:`serve` in a task group for as long as
+    writes are made; :meth:`close` at the end.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        busy_timeout: float,
+    ) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._writer = writer
+        self._reader = reader
+        self._reader_lock = threading.Lock()
+        self._send, self._receive = anyio.create_memory_object_stream[_Request](float("inf"))
+        self.batches = 0
+        self.writes = 0
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> Journal:
+        return await anyio.to_thread.run_sync(cls._open_sync, os.fspath(path), synchronous,
+                                              busy_timeout)
+
+    @classmethod
+    def _open_sync(cls, path: str, synchronous: Synchronous, busy_timeout: float) -> Journal:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ValueError(
+                f"synchronous must be 'FULL', 'NORMAL', 'EXTRA' or 'OFF', not {synchronous!r}"
+            )
+        check_file(path)
+        writer = _connect(path, busy_timeout, synchronous)
+        try:
+            ensure_schema(writer, path)
+            reader = _connect(path, busy_timeout, synchronous)
+        except sqlite3.Error as exc:
+            writer.close()
+            raise _translate(exc, path, busy_timeout) from exc
+        except BaseException:
+            writer.close()
+            raise
+        return cls(path, writer, reader, busy_timeout)
+
+    # -- writing ----------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run *fn* inside the next group-committed transaction; return what it returned."""
+        request = _Request(fn)
+        try:
+            self._send.send_nowait(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise JournalError(f"{self.path}: the journal is closed") from None
+        await request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[no-any-return]
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The writer: commit batches until :meth:`stop_writing`, then drain and return."""
+        task_status.started()
+        async with self._receive:
+            async for first in self._receive:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                    except anyio.EndOfStream:
+                        break
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._commit, batch)
+                for request in batch:
+                    request.done.set()
+
+    def stop_writing(self) -> None:
+        """Let :meth:`serve` return once every write already submitted has committed."""
+        self._send.close()
+
+    def _commit(self, batch: Sequence[_Request]) -> None:
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            error = _translate(exc, self.path, self.busy_timeout)
+            for request in batch:
+                request.error = error
+            return
+        try:
+            for request in batch:
+                tx = Tx(conn)
+                conn.execute("SAVEPOINT w")
+                try:
+                    request.result = request.fn(tx)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO w")
+                    request.error = exc
+                conn.execute("RELEASE w")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = _translate(exc, self.path, self.busy_timeout)
+            for request in batch:
+                request.result = None
+                request.error = error
+        self.batches += 1
+        self.writes += len(batch)
+
+    # -- reading ----------------------------------------------------------------
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run *fn* with the reader connection in a worker thread."""
+        return await anyio.to_thread.run_sync(self._read_sync, fn)
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._reader_lock:
+            try:
+                return fn(self._reader)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path, self.busy_timeout) from exc
+
+    async def events(self, run_id: str, after: int = 0) -> list[Event]:
+        return await self.read(lambda c: events_of(c, run_id, after))
+
+    async def run(self, run_id: str) -> RunRow | None:
+        return await self.read(lambda c: run_row(c, run_id))
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._reader_lock:
+            self._reader.close()
+        self._writer.close()
+
+
+# -- queries: plain functions of a connection, usable from any thread -----------
+
+
+def events_of(conn: sqlite3.Connection, run_id: str, after: int = 0) -> list[Event]:
+    rows = conn.execute(
+        "SELECT seq, run_id, kind, cid, attempt, name, payload, at FROM events "
+        "WHERE run_id = ? AND seq > ? ORDER BY seq",
+        (run_id, after),
+    ).fetchall()
+    return [Event(*row) for row in rows]
+
+
+def run_row(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else RunRow(*row)
+
+
+def list_runs(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    limit: int = 100,
+) -> list[RunRow]:
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [RunRow(*row) for row in rows]
+
+
+def steps_of(conn: sqlite3.Connection, run_id: str) -> list[StepRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, name, status, attempt, retry_at FROM steps WHERE run_id = ? "
+        "ORDER BY cid",
+        (run_id,),
+    ).fetchall()
+    return [StepRow(*row) for row in rows]
+
+
+def waits_of(conn: sqlite3.Connection, run_id: str) -> list[WaitRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, wake_at, status FROM waits WHERE run_id = ? ORDER BY cid", (run_id,)
+    ).fetchall()
+    return [WaitRow(*row) for row in rows]
+
+
+def due_waits(conn: sqlite3.Connection, now: float, limit: int = 1000) -> list[WaitRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, wake_at, status FROM waits WHERE status = 'pending' AND wake_at <= ? "
+        "ORDER BY wake_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [WaitRow(*row) for row in rows]
+
+
+def next_wake(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT min(wake_at) FROM waits WHERE status = 'pending'").fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+def live_runs(conn: sqlite3.Connection) -> list[tuple[str, str | None, float | None]]:
+    """Every run that is not finished: (run_id, owner, lease_expires_at)."""
+    return [
+        (str(r[0]), r[1], r[2])
+        for r in conn.execute(
+            "SELECT run_id, owner, lease_expires_at FROM runs "
+            "WHERE status IN ('pending', 'running') ORDER BY created_at"
+        )
+    ]
+
+
+def problem_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, str, float] | None:
+    row = conn.execute(
+        "SELECT kind, message, at FROM run_problems WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
