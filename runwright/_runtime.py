@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -190,7 +189,9 @@ class Runtime:
         tb: TracebackType | None,
     ) -> bool | None:
         journal, supervisor, tg = self._journal, self._supervisor, self._tg
-        assert journal is not None and supervisor is not None and tg is not None
+        assert journal is not None
+        assert supervisor is not None
+        assert tg is not None
         try:
             with anyio.CancelScope(shield=True):
                 await supervisor.stop(self.shutdown_grace)
@@ -276,5 +277,3 @@ def run(
             return await handle.result()
 
     return anyio.run(main)
-
-

@@ -61,11 +61,16 @@ class FakeClock:
         deadlines = [s.deadline for s in self._sleepers if math.isfinite(s.deadline)]
         return min(deadlines) if deadlines else None
 
-    async def jump(self) -> float:
-        """Wait until something sleeps with a deadline, move time there; return the new time."""
+    async def wait_for_sleeper(self) -> float:
+        """Wait until something sleeps on the clock with a deadline; return that deadline."""
         while (deadline := self.next_deadline()) is None:
             self._changed = self._changed or anyio.Event()
             await self._changed.wait()
+        return deadline
+
+    async def jump(self) -> float:
+        """Wait until something sleeps with a deadline, move time there; return the new time."""
+        deadline = await self.wait_for_sleeper()
         self.advance(max(0.0, deadline - self._now))
         return self._now
 

@@ -34,9 +34,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_runtime(
-    db_path: Path, clock: FakeClock, cache_runs: int
-) -> Callable[..., rw.Runtime]:
+def make_runtime(db_path: Path, clock: FakeClock, cache_runs: int) -> Callable[..., rw.Runtime]:
     """A Runtime on the test's database file and fake clock; keywords override."""
 
     def make(**overrides: Any) -> rw.Runtime:

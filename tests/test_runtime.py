@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import anyio
 import pytest
 
 import runwright as rw
@@ -143,8 +142,7 @@ async def _two_steps(base: int) -> int:
 
 @rw.workflow
 async def nested() -> Any:
-    inner = await rw.gather(_two_steps(10), rw.race(_two_steps(20), rw.sleep(1000)))
-    return inner
+    return await rw.gather(_two_steps(10), rw.race(_two_steps(20), rw.sleep(1000)))
 
 
 @rw.workflow
@@ -272,8 +270,7 @@ async def test_sleep_survives_a_restart_and_fires_once(
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(sleeper, 600)
-        while clock.next_deadline() is None:
-            await anyio.sleep(0.001)
+        await clock.wait_for_sleeper()
         run_id = handle.id
     clock.advance(601)
     async with make_runtime() as runtime:
@@ -371,8 +368,7 @@ async def test_result_timeout_leaves_the_run_going(
 async def test_cancel_a_sleeping_run(make_runtime: Callable[..., rw.Runtime], clock: FakeClock):
     async with make_runtime() as runtime:
         handle = await runtime.start(sleeper, 10)
-        while clock.next_deadline() is None:
-            await anyio.sleep(0.001)
+        await clock.wait_for_sleeper()
         await handle.cancel()
         with pytest.raises(rw.RunCancelled):
             await handle.result()
@@ -400,8 +396,7 @@ async def test_unfinished_runs_resume_on_start(
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(uses_flaky, 1)
-        while clock.next_deadline() is None:
-            await anyio.sleep(0.001)
+        await clock.wait_for_sleeper()
     clock.advance(100)
     async with make_runtime() as runtime:
         assert await runtime.get_run(handle.id).result() == "pay ok on attempt 2"

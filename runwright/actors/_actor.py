@@ -27,6 +27,7 @@ only the final outcome to the actor. Losing a claim ends the task silently.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,11 +38,14 @@ import attrs
 
 from .._context import StepInfo, current_step
 from .._exceptions import (
+    DecodeError,
     EncodeError,
     FatalError,
+    JournalError,
     NonDeterminismError,
     RetryableError,
     StepFailed,
+    UnknownWorkflowError,
 )
 from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import Event, Kind
@@ -70,6 +74,11 @@ log = logging.getLogger("runwright")
 _COMMAND_KINDS = {Kind.STEP_SCHEDULED: "step", Kind.WAIT_CREATED: "sleep"}
 _RESOLUTION_KINDS = frozenset({Kind.STEP_COMPLETED, Kind.STEP_FAILED, Kind.WAIT_COMPLETED})
 _REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS
+_PROBLEM_KINDS: dict[type[Exception], str] = {
+    NonDeterminismError: "non_determinism",
+    DecodeError: "undecodable_payload",
+    UnknownWorkflowError: "unknown_workflow",
+}
 
 
 @attrs.frozen
@@ -258,24 +267,28 @@ class RunActor:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Drive the run until it ends. *initial*: commands just journaled by a fresh start."""
+        problem: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 task_status.started()
-                if initial is None:
-                    await self._recover()
-                else:
-                    self.launch(initial, self.started_at)
-                    if self.sup.cache_runs == 0:
-                        self.drop_interpreter()
-                while not self.done:
-                    await self._activate(await self._receive())
+                try:
+                    if initial is None:
+                        await self._recover()
+                    else:
+                        self.launch(initial, self.started_at)
+                        if self.sup.cache_runs == 0:
+                            self.drop_interpreter()
+                    while not self.done:
+                        await self._activate_or_requeue(await self._receive())
+                except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
+                    problem = exc
                 tg.cancel_scope.cancel()
-        except NonDeterminismError as exc:
-            await self.sup.stuck(self, "non_determinism", exc)
         finally:
             self.drop_interpreter()
             self.sup.forget(self)
+        if problem is not None:
+            await self.sup.stuck(self, _PROBLEM_KINDS[type(problem)], problem)
 
     async def _recover(self) -> None:
         """Rebuild a run from its journal: replay, then resume what was in progress."""
@@ -286,9 +299,12 @@ class RunActor:
         waits = {w.cid: w for w in await self.sup.journal.read(lambda c: waits_of(c, self.run_id))}
         if new:
             at = self.sup.clock.now()
-            events = await self.sup.journal.write(
-                lambda tx: (self.journal_commands(tx, new, at), tx.events)[1]
-            )
+
+            def journal_new(tx: Tx) -> list[Event]:
+                self.journal_commands(tx, new, at)
+                return tx.events
+
+            events = await self.sup.journal.write(journal_new)
             self.remember(events)
             self.launch(new, at)
         for cid, command in sorted(self.pending_commands.items()):
@@ -357,6 +373,26 @@ class RunActor:
         if text:
             error.add_note(f"step {name!r} failed; its traceback was:\n{text.rstrip()}")
         return error
+
+    async def _activate_or_requeue(self, batch: list[Message]) -> None:
+        """Apply *batch*; if the journal cannot take the write, retry it later.
+
+        The interpreter has already seen the batch, so it is dropped and the
+        next attempt rebuilds it from the replay log, which holds only what
+        was written.
+        """
+        finishing, waiting = self.finishing, dict(self.waiting)
+        delay = 0.05
+        while True:
+            try:
+                await self._activate(batch)
+                return
+            except JournalError as exc:
+                log.warning("run %s: journal write failed, retrying: %s", self.run_id, exc)
+                self.drop_interpreter()
+                self.finishing, self.waiting = finishing, dict(waiting)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _activate(self, batch: list[Message]) -> None:
         self.activating = True
@@ -499,9 +535,15 @@ class RunActor:
                         payload = _error_payload(sup, error)
                         self.post(StepDone(cid, name, attempt - 1, False, payload))
                         return
-                    at, number = sup.clock.now(), attempt
                     won = await sup.journal.write(
-                        lambda tx: tx.start_attempt(run_id, cid, name, number, at)
+                        functools.partial(
+                            Tx.start_attempt,
+                            run_id=run_id,
+                            cid=cid,
+                            name=name,
+                            attempt=attempt,
+                            at=sup.clock.now(),
+                        )
                     )
                     if not won:
                         return
@@ -524,9 +566,18 @@ class RunActor:
                     else definition.backoff(attempt)
                 )
                 at = sup.clock.now()
-                when, number = at + delay, attempt
+                when = at + delay
                 won = await sup.journal.write(
-                    lambda tx: tx.retry_step(run_id, cid, name, number, payload, when, at)
+                    functools.partial(
+                        Tx.retry_step,
+                        run_id=run_id,
+                        cid=cid,
+                        name=name,
+                        attempt=attempt,
+                        error=payload,
+                        retry_at=when,
+                        at=at,
+                    )
                 )
                 if not won:
                     return
@@ -549,8 +600,13 @@ class RunActor:
                     with anyio.fail_after(definition.timeout):
                         result = await definition.invoke(command.args, command.kwargs)
         except Exception as exc:
-            log.debug("run %s step %s attempt %d failed", self.run_id, command.name, attempt,
-                      exc_info=True)
+            log.debug(
+                "run %s step %s attempt %d failed",
+                self.run_id,
+                command.name,
+                attempt,
+                exc_info=True,
+            )
             return False, _error_payload(sup, exc), exc
         finally:
             current_step.reset(token)
@@ -583,4 +639,3 @@ def _end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], objec
 
 def _fire_wait(run_id: str, cid: int, at: float) -> Callable[[Tx], object]:
     return lambda tx: tx.fire_wait(run_id, cid, at)
-

@@ -28,6 +28,7 @@ workflow, and the interpreter is then unusable.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import random
 from collections import deque
@@ -216,8 +217,7 @@ class Interpreter:
                 self.run_id,
                 cid,
                 "a result for it",
-                "nothing yet: the code issued only "
-                f"{self._next_cid} command(s) before waiting",
+                f"nothing yet: the code issued only {self._next_cid} command(s) before waiting",
             )
         self.now = max(self.now, at)
         fiber = self.pending.pop(cid, None)
@@ -352,9 +352,7 @@ class Interpreter:
     def _close(self, fiber: _Fiber) -> None:
         fiber.finished = True
         self._fibers.discard(fiber)
-        try:
+        # RuntimeError: the body awaited inside a ``finally`` while being closed;
+        # nothing it asks for then can be honoured, and the journal is unaffected.
+        with contextlib.suppress(RuntimeError):
             fiber.coro.close()
-        except RuntimeError:
-            # The body awaited inside a ``finally`` while being closed; nothing
-            # it asks for then can be honoured, and the journal is unaffected.
-            pass

@@ -16,6 +16,7 @@ cannot both win.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import math
@@ -25,7 +26,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -34,7 +35,7 @@ import attrs
 from .._clock import Clock
 from .._definitions import WorkflowDefinition, lookup_workflow
 from .._exceptions import (
-    NonDeterminismError,
+    DecodeError,
     RunNotFound,
     RunTimeout,
     UnknownWorkflowError,
@@ -137,7 +138,7 @@ class Supervisor:
         with anyio.move_on_after(grace):
             await self._steps_idle.wait()
             # Let actors journal what the last steps returned before they stop.
-            while any(actor.busy for actor in self.actors.values()):
+            while any(actor.busy for actor in self.actors.values()):  # noqa: ASYNC110 (once, at shutdown)
                 await anyio.sleep(0.001)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -153,8 +154,10 @@ class Supervisor:
         owner = self.owner
         while True:
             await anyio.sleep(self.lease_seconds / 3)
-            until = self._lease_until()
-            await self.journal.write(lambda tx: tx.renew_leases(owner, until))
+            renew = functools.partial(
+                Tx.renew_leases, owner=owner, lease_expires_at=self._lease_until()
+            )
+            await self.journal.write(renew)
 
     # -- runs ----------------------------------------------------------------------
 
@@ -187,7 +190,12 @@ class Supervisor:
 
         def create(tx: Tx) -> tuple[str | None, list[Any]]:
             existing = tx.create_run(
-                run_id, definition.name, encoded_args, at, key=key, owner=owner,
+                run_id,
+                definition.name,
+                encoded_args,
+                at,
+                key=key,
+                owner=owner,
                 lease_expires_at=lease,
             )
             if existing is not None:
@@ -260,9 +268,12 @@ class Supervisor:
             return
         try:
             definition = lookup_workflow(row.workflow, run_id)
-            args, kwargs = self.codec.decode(row.args)  # type: ignore[misc]
+            args, kwargs = cast("tuple[list[Any], dict[str, Any]]", self.codec.decode(row.args))
         except UnknownWorkflowError as exc:
             await self._mark_stuck(run_id, "unknown_workflow", exc)
+            return
+        except DecodeError as exc:
+            await self._mark_stuck(run_id, "undecodable_payload", exc)
             return
         actor = self._actor(run_id, definition, tuple(args), kwargs, row.created_at)
         self.actors[run_id] = actor
@@ -281,7 +292,7 @@ class Supervisor:
         with anyio.CancelScope(shield=True):
             await self.journal.write(record)
 
-    async def stuck(self, actor: RunActor, kind: str, error: NonDeterminismError) -> None:
+    async def stuck(self, actor: RunActor, kind: str, error: Exception) -> None:
         self.forget(actor)
         await self._mark_stuck(actor.run_id, kind, error)
 

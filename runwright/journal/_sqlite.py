@@ -383,11 +383,15 @@ class Journal:
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL",
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
         busy_timeout: float = 5.0,
     ) -> Journal:
-        return await anyio.to_thread.run_sync(cls._open_sync, os.fspath(path), synchronous,
-                                              busy_timeout)
+        return await anyio.to_thread.run_sync(
+            cls._open_sync, os.fspath(path), synchronous, busy_timeout
+        )
 
     @classmethod
     def _open_sync(cls, path: str, synchronous: Synchronous, busy_timeout: float) -> Journal:

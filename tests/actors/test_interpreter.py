@@ -1,0 +1,297 @@
+"""The interpreter with plain function calls: no event loop, no journal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import runwright as rw
+from runwright.actors._interpreter import (
+    Command,
+    Failure,
+    GroupRequest,
+    Interpreter,
+    SleepCommand,
+    SleepRequest,
+    StepCommand,
+    StepRequest,
+    Value,
+)
+
+
+def step(name: str, *args: Any) -> StepRequest:
+    return StepRequest(name, None, args, {}, lambda: repr(args).encode())
+
+
+def make(body: Callable[[], Coroutine[Any, Any, Any]], **kwargs: Any) -> Interpreter:
+    return Interpreter("run-1", body, started_at=1000.0, **kwargs)
+
+
+def names(commands: list[Command]) -> list[tuple[int, str]]:
+    return [(c.cid, c.name if isinstance(c, StepCommand) else "sleep") for c in commands]
+
+
+def test_sequential_steps_are_issued_one_at_a_time():
+    async def body() -> int:
+        a = await step("a")
+        b = await step("b", a)
+        return a + b
+
+    interp = make(body)
+    assert names(interp.start()) == [(0, "a")]
+    assert names(interp.resolve(0, Value(1), 1001.0)) == [(1, "b")]
+    assert interp.resolve(1, Value(2), 1002.0) == []
+    assert interp.outcome == Value(3)
+
+
+def test_gather_issues_in_argument_order_and_returns_in_argument_order():
+    async def body() -> Any:
+        return await GroupRequest("gather", (step("a"), step("b"), step("c")))
+
+    interp = make(body)
+    assert names(interp.start()) == [(0, "a"), (1, "b"), (2, "c")]
+    interp.resolve(2, Value("C"), 1.0)
+    interp.resolve(0, Value("A"), 2.0)
+    assert interp.outcome is None
+    interp.resolve(1, Value("B"), 3.0)
+    assert interp.outcome == Value(["A", "B", "C"])
+
+
+def test_gather_raises_the_first_error_in_delivery_order():
+    async def body() -> Any:
+        try:
+            await GroupRequest("gather", (step("a"), step("b")))
+        except KeyError as exc:
+            return f"caught {exc.args[0]}"
+        return "no"
+
+    interp = make(body)
+    interp.start()
+    interp.resolve(1, Failure(KeyError("b")), 1.0)
+    assert interp.outcome == Value("caught b")
+
+
+def test_race_takes_the_first_resolution_and_leaves_the_rest_pending():
+    async def body() -> Any:
+        return await GroupRequest("race", (step("slow"), SleepRequest(5, None)))
+
+    interp = make(body)
+    commands = interp.start()
+    assert isinstance(commands[1], SleepCommand)
+    interp.resolve(1, Value(None), 1.0)
+    assert interp.outcome == Value(None)
+
+
+def test_nested_groups_with_plain_coroutines():
+    async def pair(tag: str) -> str:
+        first = await step(f"{tag}1")
+        second = await step(f"{tag}2")
+        return first + second
+
+    async def body() -> Any:
+        return await GroupRequest("gather", (pair("x"), GroupRequest("race", (pair("y"),))))
+
+    interp = make(body)
+    assert names(interp.start()) == [(0, "x1"), (1, "y1")]
+    assert names(interp.resolve(1, Value("Y"), 1.0)) == [(2, "y2")]
+    assert names(interp.resolve(0, Value("X"), 2.0)) == [(3, "x2")]
+    interp.resolve(3, Value("x"), 3.0)
+    interp.resolve(2, Value("y"), 4.0)
+    assert interp.outcome == Value(["Xx", "Yy"])
+
+
+def test_empty_gather_and_empty_race():
+    async def body() -> Any:
+        empty = await GroupRequest("gather", ())
+        try:
+            await GroupRequest("race", ())
+        except ValueError as exc:
+            return empty, str(exc)
+        return None
+
+    interp = make(body)
+    assert interp.start() == []
+    assert interp.outcome == Value(([], "rw.race() needs at least one awaitable"))
+
+
+def test_awaiting_a_foreign_awaitable_raises_inside_the_workflow():
+    async def body() -> str:
+        try:
+            await asyncio.sleep(0)
+        except rw.RunwrightError as exc:
+            return str(exc)
+        return "no"
+
+    interp = make(body)
+    interp.start()
+    assert isinstance(interp.outcome, Value)
+    assert "not a runwright operation" in interp.outcome.value
+
+
+def test_the_workflow_clock_is_the_time_of_the_resuming_event():
+    async def body() -> Any:
+        seen = [rw.now().timestamp()]
+        await step("a")
+        seen.append(rw.now().timestamp())
+        return seen
+
+    interp = make(body)
+    interp.start()
+    interp.resolve(0, Value(None), 1234.5)
+    assert interp.outcome == Value([1000.0, 1234.5])
+
+
+def test_a_changed_step_name_is_a_non_determinism_error():
+    async def body() -> Any:
+        await step("charge")
+        return await step("ship_v2")
+
+    interp = make(body, recorded={0: ("step", "charge"), 1: ("step", "ship")})
+    interp.start()
+    with pytest.raises(rw.NonDeterminismError) as info:
+        interp.resolve(0, Value(None), 1.0)
+    error = info.value
+    assert (error.run_id, error.position) == ("run-1", 1)
+    assert error.recorded == "step 'ship'"
+    assert error.requested == "step 'ship_v2'"
+
+
+def test_a_sleep_where_a_step_was_recorded_is_a_non_determinism_error():
+    async def body() -> Any:
+        await SleepRequest(1, None)
+
+    interp = make(body, recorded={0: ("step", "charge")})
+    with pytest.raises(rw.NonDeterminismError, match=r"recorded step 'charge'.*asks for sleep"):
+        interp.start()
+
+
+def test_returning_before_recorded_commands_is_a_non_determinism_error():
+    async def body() -> Any:
+        return 1
+
+    interp = make(body, recorded={0: ("step", "charge")})
+    with pytest.raises(rw.NonDeterminismError, match="the workflow to return"):
+        interp.start()
+
+
+def test_a_result_for_a_command_never_issued_is_a_non_determinism_error():
+    async def body() -> Any:
+        await step("a")
+
+    interp = make(body)
+    interp.start()
+    with pytest.raises(rw.NonDeterminismError, match="position 3"):
+        interp.resolve(3, Value(None), 1.0)
+
+
+def test_workflow_operations_outside_a_workflow_raise():
+    with pytest.raises(rw.NotInWorkflowError, match=r"rw\.sleep\(\)"):
+        rw.sleep(1)
+    with pytest.raises(rw.NotInWorkflowError, match=r"rw\.gather\(\)"):
+        rw.gather()
+    with pytest.raises(rw.NotInWorkflowError):
+        rw.now()
+    with pytest.raises(rw.NotInWorkflowError):
+        rw.step_info()
+
+
+# -- determinism: random workflow shapes, random delivery orders ----------------------
+
+Shape = list[Any]
+
+
+def shapes() -> st.SearchStrategy[Shape]:
+    """A workflow shape: a list of items; an item is a step or a gather/race of shapes."""
+    leaf = st.just("step") | st.just("sleep")
+    return st.recursive(
+        st.lists(leaf, min_size=1, max_size=3),
+        lambda inner: st.lists(
+            leaf
+            | st.tuples(
+                st.sampled_from(["gather", "race"]), st.lists(inner, min_size=1, max_size=3)
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        max_leaves=12,
+    )
+
+
+def body_for(shape: Shape) -> Callable[[], Coroutine[Any, Any, Any]]:
+    def build(items: Shape, path: str) -> Coroutine[Any, Any, Any]:
+        async def run() -> Any:
+            results = []
+            for index, item in enumerate(items):
+                here = f"{path}.{index}"
+                awaitable: Awaitable[Any]
+                if item == "step":
+                    awaitable = step(here)
+                elif item == "sleep":
+                    awaitable = SleepRequest(1, None)
+                else:
+                    kind, children = item
+                    awaitable = GroupRequest(
+                        kind, tuple(build(c, f"{here}.{i}") for i, c in enumerate(children))
+                    )
+                results.append(await awaitable)
+            return results
+
+        return run()
+
+    return lambda: build(shape, "r")
+
+
+def drive(shape: Shape, picks: list[int], recorded: dict[int, tuple[str, str]] | None = None):
+    """Run *shape*, resolving pending commands in the order *picks* chooses."""
+    interp = make(body_for(shape), recorded=recorded)
+    issued = list(interp.start())
+    pending = [c.cid for c in issued]
+    log: list[int] = []
+    for pick in picks:
+        if not pending or interp.outcome is not None:
+            break
+        cid = pending.pop(pick % len(pending))
+        log.append(cid)
+        new = interp.resolve(cid, Value(f"v{cid}"), float(len(log)))
+        issued += new
+        pending += [c.cid for c in new]
+    while pending and interp.outcome is None:
+        cid = pending.pop(0)
+        log.append(cid)
+        new = interp.resolve(cid, Value(f"v{cid}"), float(len(log)))
+        issued += new
+        pending += [c.cid for c in new]
+    return interp, issued, log
+
+
+def replay(
+    shape: Shape, issued: list[Command], log: list[int]
+) -> tuple[Interpreter, list[Command]]:
+    recorded = {c.cid: c.label for c in issued}
+    interp = make(body_for(shape), recorded=recorded)
+    again = list(interp.start())
+    for index, cid in enumerate(log, start=1):
+        again += interp.resolve(cid, Value(f"v{cid}"), float(index))
+    return interp, again
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes(), picks=st.lists(st.integers(0, 50), max_size=40))
+def test_replay_in_journal_order_reproduces_commands_and_outcome(shape: Shape, picks: list[int]):
+    first, issued, log = drive(shape, picks)
+    assert first.outcome is not None
+    second, again = replay(shape, issued, log)
+    assert [(c.cid, c.label) for c in again] == [(c.cid, c.label) for c in issued]
+    assert second.outcome == first.outcome
+
+
+@settings(max_examples=100, deadline=None)
+@given(shape=shapes(), picks=st.lists(st.integers(0, 50), max_size=40))
+def test_correlation_ids_are_dense_and_in_issue_order(shape: Shape, picks: list[int]):
+    _, issued, _ = drive(shape, picks)
+    assert [c.cid for c in issued] == list(range(len(issued)))
