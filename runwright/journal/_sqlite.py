@@ -498,6 +498,8 @@ class Journal:
         return await self.read(lambda c: run_row(c, run_id))
 
     async def close(self) -> None:
+        self._send.close()
+        self._receive.close()
         await anyio.to_thread.run_sync(self._close_sync)
 
     def _close_sync(self) -> None:

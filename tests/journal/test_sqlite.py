@@ -1,0 +1,142 @@
+"""The SQLite journal: WAL, group commit, savepoint isolation, conditional claims."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from runwright.journal._events import Kind
+from runwright.journal._sqlite import Journal, Tx, events_of, steps_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def open_serving(path: Path, tg: anyio.abc.TaskGroup, **options: object) -> Journal:
+    journal = await Journal.open(path, **options)  # type: ignore[arg-type]
+    await tg.start(journal.serve)
+    return journal
+
+
+async def test_wal_mode_and_synchronous_setting(db_path: Path):
+    for setting, expected in (("FULL", 2), ("NORMAL", 1)):
+        journal = await Journal.open(db_path, synchronous=setting)  # type: ignore[arg-type]
+        assert journal._writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert journal._writer.execute("PRAGMA synchronous").fetchone()[0] == expected
+        await journal.close()
+    with pytest.raises(ValueError, match="synchronous"):
+        await Journal.open(db_path, synchronous="SOMETIMES")  # type: ignore[arg-type]
+
+
+async def test_concurrent_writes_share_transactions(db_path: Path):
+    async with anyio.create_task_group() as tg:
+        journal = await open_serving(db_path, tg)
+
+        async def create(i: int) -> None:
+            await journal.write(
+                lambda tx: tx.create_run(
+                    f"r{i}", "wf", b"", 1.0, key=None, owner="me", lease_expires_at=None
+                )
+            )
+
+        async with anyio.create_task_group() as writers:
+            for i in range(200):
+                writers.start_soon(create, i)
+        journal.stop_writing()
+    assert journal.writes == 200
+    assert journal.batches < 200 / 4
+    count = journal._reader.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert count == 200
+    await journal.close()
+
+
+async def test_a_failing_write_rolls_back_alone(db_path: Path):
+    def good(name: str):
+        def write(tx: Tx) -> None:
+            tx.create_run(name, "wf", b"", 1.0, key=None, owner=None, lease_expires_at=None)
+
+        return write
+
+    def bad(tx: Tx) -> None:
+        tx.create_run("bad", "wf", b"", 1.0, key=None, owner=None, lease_expires_at=None)
+        raise KeyError("boom")
+
+    async with anyio.create_task_group() as tg:
+        journal = await open_serving(db_path, tg)
+        results: dict[str, object] = {}
+
+        async def attempt(name: str, fn: object) -> None:
+            try:
+                await journal.write(fn)  # type: ignore[arg-type]
+                results[name] = "ok"
+            except KeyError as exc:
+                results[name] = exc
+
+        async with anyio.create_task_group() as writers:
+            writers.start_soon(attempt, "a", good("a"))
+            writers.start_soon(attempt, "bad", bad)
+            writers.start_soon(attempt, "b", good("b"))
+        journal.stop_writing()
+    assert results["a"] == results["b"] == "ok"
+    assert isinstance(results["bad"], KeyError)
+    ids = {r[0] for r in journal._reader.execute("SELECT run_id FROM runs")}
+    assert ids == {"a", "b"}
+    assert not events_of(journal._reader, "bad")
+    await journal.close()
+
+
+async def test_step_claims_have_one_winner_and_a_silent_loser(db_path: Path):
+    async with anyio.create_task_group() as tg:
+        journal = await open_serving(db_path, tg)
+
+        def setup(tx: Tx) -> None:
+            tx.create_run("r", "wf", b"", 1.0, key=None, owner="me", lease_expires_at=None)
+            tx.schedule_step("r", 0, "s", b"", 1.0, start=False)
+
+        await journal.write(setup)
+        claims = [journal.write(lambda tx: tx.start_attempt("r", 0, "s", 1, 2.0)) for _ in "ab"]
+        won = [await claim for claim in claims]
+        assert sorted(won) == [False, True]
+        first = await journal.write(lambda tx: tx.complete_step("r", 0, "s", 1, b"x", 3.0))
+        second = await journal.write(lambda tx: tx.complete_step("r", 0, "s", 1, b"y", 4.0))
+        assert first is not None
+        assert second is None
+        stale = await journal.write(lambda tx: tx.start_attempt("r", 0, "s", 1, 5.0))
+        assert stale is False
+        journal.stop_writing()
+    kinds = [e.kind for e in events_of(journal._reader, "r")]
+    assert kinds == [Kind.RUN_CREATED, Kind.STEP_SCHEDULED, Kind.STEP_STARTED, Kind.STEP_COMPLETED]
+    assert [s.status for s in steps_of(journal._reader, "r")] == ["completed"]
+    await journal.close()
+
+
+async def test_run_claims_respect_live_leases(db_path: Path):
+    async with anyio.create_task_group() as tg:
+        journal = await open_serving(db_path, tg)
+        await journal.write(
+            lambda tx: tx.create_run(
+                "r", "wf", b"", 1.0, key=None, owner="alive", lease_expires_at=100.0
+            )
+        )
+        assert not await journal.write(lambda tx: tx.claim_run("r", "other", 200.0, now=50.0))
+        assert await journal.write(lambda tx: tx.claim_run("r", "other", 200.0, now=150.0))
+        assert await journal.write(lambda tx: tx.release_runs("other")) == 1
+        assert await journal.write(lambda tx: tx.claim_run("r", "third", 300.0, now=160.0))
+        journal.stop_writing()
+    await journal.close()
+
+
+async def test_the_writer_keeps_writes_durable_in_a_real_file(db_path: Path):
+    async with anyio.create_task_group() as tg:
+        journal = await open_serving(db_path, tg)
+        await journal.write(
+            lambda tx: tx.create_run(
+                "r", "wf", b"a", 1.0, key="k", owner=None, lease_expires_at=None
+            )
+        )
+        journal.stop_writing()
+    await journal.close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT key, status FROM runs").fetchall() == [("k", "pending")]

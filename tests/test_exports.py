@@ -1,0 +1,32 @@
+"""The public surface is exactly what ``runwright.__all__`` lists."""
+
+from __future__ import annotations
+
+import runwright as rw
+import runwright.testing
+
+
+def test_all_names_exist_and_are_sorted():
+    assert sorted(rw.__all__) == rw.__all__
+    for name in rw.__all__:
+        assert hasattr(rw, name), name
+
+
+def test_no_private_module_leaks_into_the_namespace():
+    public = {name for name in dir(rw) if not name.startswith("_")}
+    subpackages = {"actors", "journal", "testing"}
+    assert public - subpackages - {"annotations"} == set(rw.__all__)
+
+
+def test_the_issue_contract_names_are_exported():
+    contract = {
+        "step", "workflow", "sleep", "sleep_until", "gather", "race", "now", "random",
+        "uuid4", "run_info", "step_info", "Runtime", "RunStatus", "RunFailed",
+        "RunCancelled", "FatalError", "RetryableError", "StepFailed",
+        "NonDeterminismError", "run",
+    }  # fmt: skip
+    assert contract <= set(rw.__all__)
+
+
+def test_testing_tier():
+    assert runwright.testing.__all__ == ["FakeClock"]
