@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import anyio
 import pytest
 
 import runwright as rw
@@ -400,3 +401,32 @@ async def test_unfinished_runs_resume_on_start(
     clock.advance(100)
     async with make_runtime() as runtime:
         assert await runtime.get_run(handle.id).result() == "pay ok on attempt 2"
+
+
+release_blocker = {"block": True}
+
+
+@rw.step(retries=0)
+async def blocks_until_released() -> int:
+    attempt = rw.step_info().attempt
+    if release_blocker["block"]:
+        await anyio.sleep_forever()
+    return attempt
+
+
+@rw.workflow
+async def interrupted() -> int:
+    return await blocks_until_released()
+
+
+async def test_an_interrupted_attempt_is_retried_even_without_retries(
+    make_runtime: Callable[..., rw.Runtime],
+):
+    release_blocker["block"] = True
+    async with make_runtime(shutdown_grace=0) as runtime:
+        handle = await runtime.start(interrupted)
+        with pytest.raises(rw.RunTimeout):
+            await handle.result(timeout=0.05)
+    release_blocker["block"] = False
+    async with make_runtime() as runtime:
+        assert await runtime.get_run(handle.id).result(timeout=10) == 2

@@ -23,6 +23,10 @@ A fresh actor (after a restart) reads the run's events once and replays.
 A step's attempts belong to its task: it claims each attempt with a
 conditional write, retries with backoff on the injectable clock, and posts
 only the final outcome to the actor. Losing a claim ends the task silently.
+The retry budget is counted in attempt numbers, but an attempt interrupted
+by a crash or a shutdown is always followed by a new one, even past the
+budget, because the step never got to fail (with ``retries=0`` a crash must
+not fail a step that never ran).
 """
 
 from __future__ import annotations
@@ -526,15 +530,8 @@ class RunActor:
                 await sup.clock.sleep_until(retry_at)
             while True:
                 if not claimed:
-                    if attempt > definition.max_attempts:
-                        # The last attempt was interrupted (the process stopped).
-                        error: Exception = FatalError(
-                            f"step {name!r}: attempt {attempt - 1} was interrupted and all "
-                            f"{definition.max_attempts} attempts are spent"
-                        )
-                        payload = _error_payload(sup, error)
-                        self.post(StepDone(cid, name, attempt - 1, False, payload))
-                        return
+                    # An interrupted attempt is always followed by another, even
+                    # past the retry budget: the step never got to fail.
                     won = await sup.journal.write(
                         functools.partial(
                             Tx.start_attempt,
