@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import anyio.to_thread
 import attrs
@@ -172,6 +172,13 @@ class StepCall(Generic[R]):
         return f"<call of runwright step {self.definition.name!r}>"
 
 
+class _StepDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> StepDefinition[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepDefinition[P, R]: ...
+
+
 @overload
 def step(fn: Callable[P, Awaitable[R]], /) -> StepDefinition[P, R]: ...
 @overload
@@ -183,7 +190,7 @@ def step(
     retries: int = 3,
     backoff: Backoff | float | Callable[[int], float] = ...,
     timeout: float | None = None,
-) -> Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], StepDefinition[P, R]]: ...
+) -> _StepDecorator: ...
 
 
 def step(
@@ -246,12 +253,14 @@ class WorkflowDefinition(Generic[P, R]):
 _registry: dict[str, WorkflowDefinition[Any, Any]] = {}
 
 
+class _WorkflowDecorator(Protocol):
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowDefinition[P, R]: ...
+
+
 @overload
 def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowDefinition[P, R]: ...
 @overload
-def workflow(
-    *, name: str | None = None
-) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowDefinition[P, R]]: ...
+def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
 
 
 def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:

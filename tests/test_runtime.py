@@ -430,3 +430,16 @@ async def test_an_interrupted_attempt_is_retried_even_without_retries(
     release_blocker["block"] = False
     async with make_runtime() as runtime:
         assert await runtime.get_run(handle.id).result(timeout=10) == 2
+
+
+async def test_a_run_cancelled_elsewhere_ends_here_at_its_next_event(
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock
+):
+    async with make_runtime() as owner, make_runtime(execute=False) as client:
+        handle = await owner.start(sleeper, 10)
+        await clock.wait_for_sleeper()
+        await client.get_run(handle.id).cancel()
+        await clock.jump()
+        with pytest.raises(rw.RunCancelled):
+            await handle.result(timeout=10)
+    assert calls["add:0:0"] == 0

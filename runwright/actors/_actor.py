@@ -438,10 +438,7 @@ class RunActor:
             try:
                 events = await self._write(ends, commands, at)
             except _LostClaim:
-                log.warning("run %s: lost a claim; reloading it from the journal", self.run_id)
-                self.drop_interpreter()
-                self.log = None
-                await self._recover()
+                await self._lost_claim()
                 return
             for event in events:
                 if event.kind == Kind.STEP_COMPLETED:
@@ -452,6 +449,24 @@ class RunActor:
                 self.drop_interpreter()
         finally:
             self.activating = False
+
+    async def _lost_claim(self) -> None:
+        """Someone else moved the run on: follow the journal, or stop if the run ended."""
+        self.drop_interpreter()
+        self.log = None
+        row = await self.sup.journal.run(self.run_id)
+        if row is not None and row.status in ("completed", "failed", "cancelled"):
+            for scope in self.in_flight.values():
+                scope.cancel()
+            self.in_flight.clear()
+            self.done = True
+            self.sup.finished(
+                self,
+                RunEnd(row.status, row.outcome, row.error_type, row.error_message),  # type: ignore[arg-type]
+            )
+            return
+        log.warning("run %s: lost a claim; reloading it from the journal", self.run_id)
+        await self._recover()
 
     async def _write(
         self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
