@@ -16,6 +16,7 @@ cannot both win.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import heapq
 import logging
@@ -50,6 +51,9 @@ __all__ = ["Supervisor", "new_owner_id", "new_run_id"]
 log = logging.getLogger("runwright")
 
 _TERMINAL = ("completed", "failed", "cancelled")
+#: How many ended runs' outcomes stay in memory, so that result() right after
+#: the end needs no journal read.
+_RECENT_ENDS = 1024
 
 
 def new_run_id() -> str:
@@ -119,6 +123,7 @@ class Supervisor:
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_deadline = math.inf
         self._waiters: dict[str, _Waiter] = {}
+        self._recent_ends: OrderedDict[str, RunEnd] = OrderedDict()
         self._tg: anyio.abc.TaskGroup | None = None
 
     # -- life ----------------------------------------------------------------------
@@ -230,8 +235,6 @@ class Supervisor:
         kwargs: Mapping[str, Any],
         started_at: float,
     ) -> RunActor:
-        import datetime as dt
-
         context = RunContext(
             run_id, definition.name, dt.datetime.fromtimestamp(started_at, dt.UTC), self.codec
         )
@@ -304,6 +307,9 @@ class Supervisor:
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
+        self._recent_ends[actor.run_id] = end
+        if len(self._recent_ends) > _RECENT_ENDS:
+            self._recent_ends.popitem(last=False)
         waiter = self._waiters.get(actor.run_id)
         if waiter is not None:
             waiter.end = end
@@ -365,6 +371,9 @@ class Supervisor:
         while True:
             if waiter.end is not None:
                 return waiter.end
+            recent = self._recent_ends.get(run_id)
+            if recent is not None:
+                return recent
             if run_id in self.actors:
                 await waiter.event.wait()
                 continue

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -377,7 +378,9 @@ class Journal:
         self._writer = writer
         self._reader = reader
         self._reader_lock = threading.Lock()
-        self._send, self._receive = anyio.create_memory_object_stream[_Request](float("inf"))
+        self._queue: deque[_Request] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._closed = False
         self.batches = 0
         self.writes = 0
 
@@ -416,11 +419,12 @@ class Journal:
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run *fn* inside the next group-committed transaction; return what it returned."""
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
         request = _Request(fn)
-        try:
-            self._send.send_nowait(request)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise JournalError(f"{self.path}: the journal is closed") from None
+        self._queue.append(request)
+        if self._wakeup is not None:
+            self._wakeup.set()
         await request.done.wait()
         if request.error is not None:
             raise request.error
@@ -429,24 +433,25 @@ class Journal:
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The writer: commit batches until :meth:`stop_writing`, then drain and return."""
         task_status.started()
-        async with self._receive:
-            async for first in self._receive:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                    except anyio.EndOfStream:
-                        break
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._commit, batch)
-                for request in batch:
-                    request.done.set()
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                self._wakeup = None
+            batch = list(self._queue)
+            self._queue.clear()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._commit, batch)
+            for request in batch:
+                request.done.set()
 
     def stop_writing(self) -> None:
         """Let :meth:`serve` return once every write already submitted has committed."""
-        self._send.close()
+        self._closed = True
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _commit(self, batch: Sequence[_Request]) -> None:
         conn = self._writer
@@ -498,8 +503,7 @@ class Journal:
         return await self.read(lambda c: run_row(c, run_id))
 
     async def close(self) -> None:
-        self._send.close()
-        self._receive.close()
+        self._closed = True
         await anyio.to_thread.run_sync(self._close_sync)
 
     def _close_sync(self) -> None:
