@@ -21,10 +21,12 @@ also in a worker thread, one hop per query function.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import queue
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -332,6 +334,33 @@ class _Request:
     error: BaseException | None = None
 
 
+def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
+    """How a thread schedules a callback on the running event loop (asyncio or trio).
+
+    anyio's own from-thread calls block the calling thread until the loop runs
+    them; the writer only needs to post a wake-up, which costs a third of a
+    worker-thread round trip.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # no asyncio loop runs this thread: anyio is on trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return loop.call_soon_threadsafe
+
+
+def _wake(
+    call_soon: Callable[[Callable[[], object]], object], callbacks: list[Callable[[], object]]
+) -> None:
+    def run_all() -> None:
+        for callback in callbacks:
+            callback()
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
+        call_soon(run_all)
+
+
 def _connect(path: str, busy_timeout: float, synchronous: Synchronous) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -378,8 +407,7 @@ class Journal:
         self._writer = writer
         self._reader = reader
         self._reader_lock = threading.Lock()
-        self._queue: deque[_Request] = deque()
-        self._wakeup: anyio.Event | None = None
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self.batches = 0
         self.writes = 0
@@ -422,36 +450,63 @@ class Journal:
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
         request = _Request(fn)
-        self._queue.append(request)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._queue.put(request)
         await request.done.wait()
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[no-any-return]
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The writer: commit batches until :meth:`stop_writing`, then drain and return."""
+        """Run the writer thread until :meth:`stop_writing`; every submitted write commits."""
+        call_soon = _call_soon_threadsafe()
+        finished = anyio.Event()
+        thread = threading.Thread(
+            target=self._writer_loop,
+            args=(call_soon, finished),
+            name="runwright-writer",
+            daemon=True,
+        )
+        thread.start()
         task_status.started()
-        while True:
-            while not self._queue:
-                if self._closed:
-                    return
-                self._wakeup = anyio.Event()
-                await self._wakeup.wait()
-                self._wakeup = None
-            batch = list(self._queue)
-            self._queue.clear()
+        try:
+            await finished.wait()
+        finally:
+            self._closed = True
+            self._queue.put(None)
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._commit, batch)
-            for request in batch:
-                request.done.set()
+                await anyio.to_thread.run_sync(thread.join)
 
     def stop_writing(self) -> None:
         """Let :meth:`serve` return once every write already submitted has committed."""
-        self._closed = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+
+    def _writer_loop(
+        self, call_soon: Callable[[Callable[[], object]], object], finished: anyio.Event
+    ) -> None:
+        """The writer thread: take every queued request, commit them as one batch, wake them."""
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[_Request] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                else:
+                    batch.append(more)
+            if batch:
+                self._commit(batch)
+                _wake(call_soon, [request.done.set for request in batch])
+        _wake(call_soon, [finished.set])
 
     def _commit(self, batch: Sequence[_Request]) -> None:
         conn = self._writer
