@@ -183,7 +183,7 @@ class Interpreter:
         self.run_id = run_id
         self.info = info
         self.now = started_at
-        self.rng = random.Random(run_id)
+        self._rng: random.Random | None = None
         self.outcome: Outcome | None = None
         self.pending: dict[int, _Fiber] = {}
         self._body = body
@@ -194,6 +194,13 @@ class Interpreter:
         self._commands: list[Command] = []
         self._main: _Fiber | None = None
         self._broken = False
+
+    @property
+    def rng(self) -> random.Random:
+        """The run's deterministic random generator, seeded with the run id on first use."""
+        if self._rng is None:
+            self._rng = random.Random(self.run_id)
+        return self._rng
 
     @property
     def issued(self) -> int:

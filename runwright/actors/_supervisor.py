@@ -356,6 +356,8 @@ class Supervisor:
         waiter = self._waiters.setdefault(run_id, _Waiter())
         waiter.count += 1
         try:
+            if timeout is None:
+                return await self._wait(run_id, waiter)
             with anyio.fail_after(timeout):
                 return await self._wait(run_id, waiter)
         except TimeoutError:
