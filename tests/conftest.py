@@ -3,11 +3,12 @@ test runs with hot interpreters and with ``cache_runs=0`` (every step by replay)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from blockbuster import blockbuster_ctx
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -16,6 +17,20 @@ from runwright.testing import FakeClock
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any blocking call runwright makes on the event loop thread (asyncio only:
+    blockbuster cannot see trio's loop). Test code itself may block."""
+    if (
+        "anyio_backend" in request.fixturenames
+        and request.getfixturevalue("anyio_backend") == "asyncio"
+    ):
+        with blockbuster_ctx("runwright"):
+            yield
+    else:
+        yield
 
 
 @pytest.fixture(params=[1000, 0], ids=["hot", "replay"])

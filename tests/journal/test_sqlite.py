@@ -83,7 +83,7 @@ async def test_a_failing_write_rolls_back_alone(db_path: Path):
     assert isinstance(results["bad"], KeyError)
     ids = {r[0] for r in journal._reader.execute("SELECT run_id FROM runs")}
     assert ids == {"a", "b"}
-    assert not events_of(journal._reader, "bad")
+    assert not await journal.read(lambda c: events_of(c, "bad"))
     await journal.close()
 
 
@@ -106,9 +106,9 @@ async def test_step_claims_have_one_winner_and_a_silent_loser(db_path: Path):
         stale = await journal.write(lambda tx: tx.start_attempt("r", 0, "s", 1, 5.0))
         assert stale is False
         journal.stop_writing()
-    kinds = [e.kind for e in events_of(journal._reader, "r")]
+    kinds = [e.kind for e in await journal.read(lambda c: events_of(c, "r"))]
     assert kinds == [Kind.RUN_CREATED, Kind.STEP_SCHEDULED, Kind.STEP_STARTED, Kind.STEP_COMPLETED]
-    assert [s.status for s in steps_of(journal._reader, "r")] == ["completed"]
+    assert [s.status for s in await journal.read(lambda c: steps_of(c, "r"))] == ["completed"]
     await journal.close()
 
 
