@@ -109,7 +109,10 @@ async def start_until_sleeping(
 
 
 async def test_changed_code_stops_the_run_without_touching_the_journal(
-    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    db_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ):
     run_id = await start_until_sleeping(make_runtime, clock, flow_version(1), sleeps=2)
     before = events(db_path)
@@ -120,6 +123,8 @@ async def test_changed_code_stops_the_run_without_touching_the_journal(
         assert await runtime.get_run(run_id).status() is rw.RunStatus.RUNNING
     kind, message = problem(db_path, run_id) or ("", "")
     assert kind == "non_determinism"
+    logged = [r for r in caplog.records if r.name == "runwright" and r.levelname == "ERROR"]
+    assert any(run_id in r.getMessage() and "nd.other" in r.getMessage() for r in logged)
     assert f"run {run_id}: at position 2" in message
     assert "recorded step 'nd.second'" in message
     assert "asks for step 'nd.other'" in message

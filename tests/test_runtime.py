@@ -443,3 +443,15 @@ async def test_a_run_cancelled_elsewhere_ends_here_at_its_next_event(
         with pytest.raises(rw.RunCancelled):
             await handle.result(timeout=10)
     assert calls["add:0:0"] == 0
+
+
+async def test_each_step_costs_one_write(make_runtime: Callable[..., rw.Runtime]):
+    async with make_runtime() as runtime:
+        warm = await runtime.start(no_steps, 1)
+        await warm.result()
+        before = runtime.journal.batches
+        handle = await runtime.start(sequence, 10)
+        assert await handle.result() == 45
+        # Created with step 1 claimed; each completion shares its write with the
+        # next step's claim; the last one with the run's end.
+        assert runtime.journal.batches - before == 11
