@@ -118,7 +118,10 @@ class RunContext:
 
 
 class _LostClaim(Exception):
-    """A conditional write matched nothing: someone else moved the run on."""
+    """A conditional write matched nothing: someone else moved the run on.
+
+    What did win is already in the journal and the replay log.
+    """
 
 
 @attrs.frozen
@@ -237,10 +240,25 @@ class RunActor:
         """Add the events this actor just wrote to its replay log."""
         if self.log is None:
             return
-        for event in events:
-            if event.kind in _REPLAY_KINDS:
-                self.log.append(event)
-            self.cursor = max(self.cursor, event.seq)
+        self.log.extend(event for event in events if event.kind in _REPLAY_KINDS)
+
+    async def refresh_log(self) -> None:
+        """Load the run's events newer than the cursor into the replay log.
+
+        The cursor is how far this actor has *read* the journal; events it
+        wrote itself are already in the log and are skipped by seq when a
+        read brings them back.
+        """
+        events = await self.sup.journal.events(self.run_id, after=self.cursor)
+        if self.log is None:
+            self.log = []
+        known = {event.seq for event in self.log if event.seq > self.cursor}
+        fresh = [e for e in events if e.kind in _REPLAY_KINDS and e.seq not in known]
+        if fresh:
+            self.log.extend(fresh)
+            self.log.sort(key=lambda event: event.seq)
+        if events:
+            self.cursor = events[-1].seq
 
     # -- the task ----------------------------------------------------------------
 
@@ -316,7 +334,7 @@ class RunActor:
                 continue
             if isinstance(command, StepCommand):
                 row = steps.get(cid)
-                if row is None or row.status in ("completed", "failed"):
+                if row is None or row.status in ("completed", "failed") or cid in self.in_flight:
                     continue
                 self._start_step(
                     command,
@@ -326,7 +344,7 @@ class RunActor:
                 )
             else:
                 wait = waits.get(cid)
-                if wait is not None and wait.status == "pending":
+                if wait is not None and wait.status == "pending" and cid not in self.waiting:
                     self.waiting[cid] = wait.wake_at
                     self.sup.add_timer(wait.wake_at, self.run_id, cid)
         if self.finishing is not None and not self.in_flight:
@@ -337,9 +355,8 @@ class RunActor:
     async def _rebuild(self) -> list[Command]:
         """Replay the body from the log; return commands the journal lacks (normally none)."""
         if self.log is None:
-            events = await self.sup.journal.events(self.run_id)
-            self.log = [e for e in events if e.kind in _REPLAY_KINDS]
-            self.cursor = events[-1].seq if events else 0
+            await self.refresh_log()
+        assert self.log is not None
         recorded: dict[int, tuple[str, str]] = {}
         for event in self.log:
             kind = _COMMAND_KINDS.get(event.kind)
@@ -453,7 +470,8 @@ class RunActor:
     async def _lost_claim(self) -> None:
         """Someone else moved the run on: follow the journal, or stop if the run ended."""
         self.drop_interpreter()
-        self.log = None
+        self.finishing = None
+        await self.refresh_log()
         row = await self.sup.journal.run(self.run_id)
         if row is not None and row.status in ("completed", "failed", "cancelled"):
             for scope in self.in_flight.values():
@@ -474,17 +492,21 @@ class RunActor:
         end = self.run_end(self.finishing) if self.finishing and not self.in_flight else None
         run_id = self.run_id
 
-        def apply(tx: Tx) -> list[Event]:
-            for op in ends:
-                if not op(tx):
-                    raise _LostClaim
+        def apply(tx: Tx) -> tuple[list[Event], bool]:
+            won = [op(tx) for op in ends]
+            if not all(won):
+                # The outcomes that won are kept; the commands were derived
+                # from all of them, so none is written.
+                return tx.events, False
             self.journal_commands(tx, commands, at)
             if end is not None:
                 self.write_end(tx, run_id, end, at)
-            return tx.events
+            return tx.events, True
 
-        events = await self.sup.journal.write(apply)
+        events, complete = await self.sup.journal.write(apply)
         self.remember(events)
+        if not complete:
+            raise _LostClaim
         self.launch(commands, at)
         if end is not None:
             self.done = True

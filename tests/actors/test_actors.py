@@ -168,3 +168,27 @@ async def test_new_runs_are_refused_while_shutting_down(make_runtime: Callable[.
         with pytest.raises(RuntimeError, match="shutting down"):
             await runtime.start(counts_body_runs, 1)
         runtime.supervisor.stopping = False
+
+
+@rw.workflow
+async def step_sleep_step() -> int:
+    await inc(0)
+    await rw.sleep(5)
+    return await inc(10)
+
+
+async def test_a_lost_claim_follows_the_journal_from_the_cursor(
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock
+):
+    async with make_runtime() as runtime:
+        handle = await runtime.start(step_sleep_step)
+        await clock.wait_for_sleeper()
+        # Another process fires the durable sleep first; this one is not told.
+        at = clock.now()
+        fired = await runtime.journal.write(lambda tx: tx.fire_wait(handle.id, 1, at))
+        assert fired is not None
+        await clock.jump()
+        assert await handle.result(timeout=10) == 11
+        events = await runtime.journal.events(handle.id)
+    assert [e.kind for e in events].count("wait_completed") == 1
+    assert seen["inc"] == 2
