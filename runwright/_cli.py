@@ -379,13 +379,10 @@ class _RunView:
         if self.problem is not None:
             kind, message, at = self.problem
             problem = {"kind": kind, "message": message, "at": _iso_json(at)}
+        summary = _summary_json(row)
+        del summary["error_type"], summary["error_message"]
         return {
-            "id": row.run_id,
-            "workflow": row.workflow,
-            "status": row.status,
-            "key": row.key,
-            "created_at": _iso_json(row.created_at),
-            "finished_at": _iso_json(row.finished_at),
+            **summary,
             "args": self.args,
             "result": self.result,
             "error": None if self.error is None else self.error.as_json(),
