@@ -162,7 +162,6 @@ class RunActor:
         self.evict_requested = False
         self._mailbox: deque[Message] = deque()
         self._wakeup: anyio.Event | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
 
     # -- the interpreter ---------------------------------------------------------
 
@@ -290,23 +289,21 @@ class RunActor:
     ) -> None:
         """Drive the run until it ends. *initial*: commands just journaled by a fresh start."""
         problem: Exception | None = None
+        task_status.started()
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                task_status.started()
-                try:
-                    if initial is None:
-                        await self._recover()
-                    else:
-                        self.launch(initial, self.started_at)
-                        if self.sup.cache_runs == 0:
-                            self.drop_interpreter()
-                    while not self.done:
-                        await self._activate_or_requeue(await self._receive())
-                except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
-                    problem = exc
-                tg.cancel_scope.cancel()
+            if initial is None:
+                await self._recover()
+            else:
+                self.launch(initial, self.started_at)
+                if self.sup.cache_runs == 0:
+                    self.drop_interpreter()
+            while not self.done:
+                await self._activate_or_requeue(await self._receive())
+        except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
+            problem = exc
         finally:
+            # Step tasks live in the supervisor's task group; none outlives its run.
+            self.cancel_steps()
             self.drop_interpreter()
             self.sup.forget(self)
         if problem is not None:
@@ -474,9 +471,7 @@ class RunActor:
         await self.refresh_log()
         row = await self.sup.journal.run(self.run_id)
         if row is not None and row.status in ("completed", "failed", "cancelled"):
-            for scope in self.in_flight.values():
-                scope.cancel()
-            self.in_flight.clear()
+            self.cancel_steps()
             self.done = True
             self.sup.finished(
                 self,
@@ -513,10 +508,13 @@ class RunActor:
             self.sup.finished(self, end)
         return events
 
-    async def _cancel(self, at: float) -> None:
+    def cancel_steps(self) -> None:
         for scope in self.in_flight.values():
             scope.cancel()
         self.in_flight.clear()
+
+    async def _cancel(self, at: float) -> None:
+        self.cancel_steps()
         end = RunEnd("cancelled", self.sup.codec.encode(None))
         run_id = self.run_id
         finished = await self.sup.journal.write(
@@ -546,10 +544,9 @@ class RunActor:
         claimed: bool,
         retry_at: float | None = None,
     ) -> None:
-        assert self._tg is not None
         scope = anyio.CancelScope()
         self.in_flight[command.cid] = scope
-        self._tg.start_soon(self._execute, command, scope, attempt, claimed, retry_at)
+        self.sup.spawn(self._execute, command, scope, attempt, claimed, retry_at)
 
     async def _execute(
         self,

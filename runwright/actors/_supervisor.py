@@ -26,7 +26,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import anyio
@@ -327,6 +327,11 @@ class Supervisor:
                 oldest.evict_requested = True
             else:
                 oldest.drop_interpreter()
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        """Start a task in the supervisor's task group (actors and their steps)."""
+        assert self._tg is not None
+        self._tg.start_soon(fn, *args)
 
     def deliver(self, run_id: str, message: Message) -> None:
         actor = self.actors.get(run_id)
