@@ -2,14 +2,17 @@
 
 Theory of operation
 -------------------
-An actor is a task with a mailbox. Step tasks and the supervisor's timer loop
-post messages to it (a step finished, a timer is due, cancel); the actor takes
-every message waiting, applies them all to the interpreter in that order, and
-writes the outcome as ONE journal write: the step completions, the commands
-the workflow issued in response (step N+1 scheduled *and* claimed), and the
-run's end if the body returned. Only after that write commits does it start
-the new steps. Because one actor applies resolutions and then writes them in
-the same order, journal order is the order the interpreter saw, and replay
+An actor is a mailbox and the state of one run; it has no task of its own.
+Messages (a step finished, a timer is due, cancel) are handed to it with
+``deliver``: if the actor is idle, the delivering task runs the activation
+itself; if it is busy, the message waits and the running activation picks it
+up. An activation takes every message waiting, applies them all to the
+interpreter in that order, and writes the outcome as ONE journal write: the
+step completions, the commands the workflow issued in response (step N+1
+scheduled *and* claimed), and the run's end if the body returned. Only after
+that write commits does it start the new steps (as tasks in the supervisor's
+task group). Because activations never overlap and each writes what it
+applied, in order, journal order is the order the interpreter saw, and replay
 reproduces it.
 
 While the run is hot its interpreter stays in memory, suspended: a step
@@ -34,7 +37,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -161,7 +164,6 @@ class RunActor:
         self.activating = False
         self.evict_requested = False
         self._mailbox: deque[Message] = deque()
-        self._wakeup: anyio.Event | None = None
 
     # -- the interpreter ---------------------------------------------------------
 
@@ -259,54 +261,64 @@ class RunActor:
         if events:
             self.cursor = events[-1].seq
 
-    # -- the task ----------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
         """Messages wait for it, or it is applying some."""
         return bool(self._mailbox) or self.activating
 
-    def post(self, message: Message) -> None:
+    async def deliver(self, message: Message) -> None:
+        """Post *message*; if the actor is idle, apply it (and whatever follows) now.
+
+        An actor has no task of its own: the task that hands a message to an
+        idle actor runs the activation, and any message posted meanwhile is
+        applied by that same loop, in order. So activations never overlap,
+        and a step's completion costs no task switch to reach its run.
+        """
         self._mailbox.append(message)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        if not self.activating:
+            await self._drain()
 
-    async def _receive(self) -> list[Message]:
-        """Every message waiting, once there is at least one."""
-        while not self._mailbox:
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-            self._wakeup = None
-        batch = list(self._mailbox)
-        self._mailbox.clear()
-        return batch
+    def start(self, initial: list[Command]) -> None:
+        """Carry out the commands a fresh start just journaled."""
+        self.launch(initial, self.started_at)
+        if self.sup.cache_runs == 0:
+            self.drop_interpreter()
 
-    async def main(
-        self,
-        initial: list[Command] | None,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Drive the run until it ends. *initial*: commands just journaled by a fresh start."""
+    async def recover(self) -> None:
+        """Rebuild the run from its journal, then apply what arrived meanwhile."""
+        self.activating = True
+        await self._guarded(self._recover)
+
+    async def _drain(self) -> None:
+        self.activating = True
+        # One pass of the scheduler first: steps finishing together (a gather)
+        # then reach the mailbox before it is read, and share one write.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await self._guarded(self._apply_mailbox)
+
+    async def _apply_mailbox(self) -> None:
+        while self._mailbox and not self.done:
+            batch = list(self._mailbox)
+            self._mailbox.clear()
+            await self._activate_or_requeue(batch)
+
+    async def _guarded(self, work: Callable[[], Awaitable[None]]) -> None:
         problem: Exception | None = None
-        task_status.started()
         try:
-            if initial is None:
-                await self._recover()
-            else:
-                self.launch(initial, self.started_at)
-                if self.sup.cache_runs == 0:
-                    self.drop_interpreter()
-            while not self.done:
-                await self._activate_or_requeue(await self._receive())
+            await work()
+            await self._apply_mailbox()
         except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
             problem = exc
         finally:
-            # Step tasks live in the supervisor's task group; none outlives its run.
-            self.cancel_steps()
-            self.drop_interpreter()
-            self.sup.forget(self)
+            self.activating = False
+            if self.done or problem is not None:
+                self.cancel_steps()
+                self.drop_interpreter()
+                self.sup.forget(self)
         if problem is not None:
+            self.done = True
             await self.sup.stuck(self, _PROBLEM_KINDS[type(problem)], problem)
 
     async def _recover(self) -> None:
@@ -413,56 +425,52 @@ class RunActor:
                 delay = min(delay * 2, 2.0)
 
     async def _activate(self, batch: list[Message]) -> None:
-        self.activating = True
-        try:
-            at = self.sup.clock.now()
-            if any(isinstance(m, CancelRequested) for m in batch):
-                await self._cancel(at)
-                return
-            if self.interpreter is None and self.finishing is None:
-                new = await self._rebuild()
-                assert not new, "a hot run's journal lacked commands it had issued"
-            interpreter = self.interpreter
-            ends: list[Callable[[Tx], object]] = []
-            commands: list[Command] = []
-            resolved: list[tuple[int, object, int]] = []
-            for message in batch:
-                if isinstance(message, StepDone):
-                    self.in_flight.pop(message.cid, None)
-                    ends.append(_end_step(self.run_id, message, at))
-                    if message.ok:
-                        value = self.sup.codec.decode(message.payload)
-                        resolved.append((message.cid, value, len(message.payload)))
-                        outcome: Outcome = Value(value)
-                    else:
-                        outcome = Failure(self._step_error(message.name, message.payload))
-                elif isinstance(message, TimerDue):
-                    if self.waiting.pop(message.cid, None) is None:
-                        continue
-                    ends.append(_fire_wait(self.run_id, message.cid, at))
-                    outcome = Value(None)
+        at = self.sup.clock.now()
+        if any(isinstance(m, CancelRequested) for m in batch):
+            await self._cancel(at)
+            return
+        if self.interpreter is None and self.finishing is None:
+            new = await self._rebuild()
+            assert not new, "a hot run's journal lacked commands it had issued"
+        interpreter = self.interpreter
+        ends: list[Callable[[Tx], object]] = []
+        commands: list[Command] = []
+        resolved: list[tuple[int, object, int]] = []
+        for message in batch:
+            if isinstance(message, StepDone):
+                self.in_flight.pop(message.cid, None)
+                ends.append(_end_step(self.run_id, message, at))
+                if message.ok:
+                    value = self.sup.codec.decode(message.payload)
+                    resolved.append((message.cid, value, len(message.payload)))
+                    outcome: Outcome = Value(value)
                 else:
+                    outcome = Failure(self._step_error(message.name, message.payload))
+            elif isinstance(message, TimerDue):
+                if self.waiting.pop(message.cid, None) is None:
                     continue
-                if interpreter is not None and self.finishing is None:
-                    commands += interpreter.resolve(message.cid, outcome, at)
-                    if interpreter.outcome is not None:
-                        self.finishing = interpreter.outcome
-            if not ends:
-                return
-            try:
-                events = await self._write(ends, commands, at)
-            except _LostClaim:
-                await self._lost_claim()
-                return
-            for event in events:
-                if event.kind == Kind.STEP_COMPLETED:
-                    for cid, value, size in resolved:
-                        if cid == event.cid:
-                            self.sup.hydration.put(event.seq, value, size)
-            if self.sup.cache_runs == 0 or self.evict_requested:
-                self.drop_interpreter()
-        finally:
-            self.activating = False
+                ends.append(_fire_wait(self.run_id, message.cid, at))
+                outcome = Value(None)
+            else:
+                continue
+            if interpreter is not None and self.finishing is None:
+                commands += interpreter.resolve(message.cid, outcome, at)
+                if interpreter.outcome is not None:
+                    self.finishing = interpreter.outcome
+        if not ends:
+            return
+        try:
+            events = await self._write(ends, commands, at)
+        except _LostClaim:
+            await self._lost_claim()
+            return
+        for event in events:
+            if event.kind == Kind.STEP_COMPLETED:
+                for cid, value, size in resolved:
+                    if cid == event.cid:
+                        self.sup.hydration.put(event.seq, value, size)
+        if self.sup.cache_runs == 0 or self.evict_requested:
+            self.drop_interpreter()
 
     async def _lost_claim(self) -> None:
         """Someone else moved the run on: follow the journal, or stop if the run ended."""
@@ -559,6 +567,7 @@ class RunActor:
         """Run a step's attempts until one succeeds or it fails for good."""
         sup, run_id, cid, name = self.sup, self.run_id, command.cid, command.name
         definition: StepDefinition[Any, Any] = command.definition
+        outcome: StepDone | None = None
         with scope:
             if retry_at is not None:
                 await sup.clock.sleep_until(retry_at)
@@ -581,16 +590,16 @@ class RunActor:
                 claimed = False
                 ok, payload, error_or_none = await self._attempt(command, attempt)
                 if ok:
-                    self.post(StepDone(cid, name, attempt, True, payload))
-                    return
+                    outcome = StepDone(cid, name, attempt, True, payload)
+                    break
                 assert error_or_none is not None
                 error = error_or_none
                 if (
                     isinstance(error, FatalError | EncodeError)
                     or attempt >= definition.max_attempts
                 ):
-                    self.post(StepDone(cid, name, attempt, False, payload))
-                    return
+                    outcome = StepDone(cid, name, attempt, False, payload)
+                    break
                 delay = (
                     error.retry_after
                     if isinstance(error, RetryableError) and error.retry_after is not None
@@ -614,6 +623,10 @@ class RunActor:
                     return
                 await sup.clock.sleep_until(when)
                 attempt += 1
+        if outcome is not None:
+            # Outside the step's scope: cancelling the step must not cancel the
+            # activation that journals its result.
+            await self.deliver(outcome)
 
     async def _attempt(
         self, command: StepCommand, attempt: int

@@ -223,8 +223,7 @@ class Supervisor:
             return run_id
         self.actors[run_id] = actor
         self.touch(actor)
-        assert self._tg is not None
-        self._tg.start_soon(actor.main, commands)
+        actor.start(commands)
         return run_id
 
     def _actor(
@@ -280,8 +279,7 @@ class Supervisor:
             return
         actor = self._actor(run_id, definition, tuple(args), kwargs, row.created_at)
         self.actors[run_id] = actor
-        assert self._tg is not None
-        self._tg.start_soon(actor.main, None)
+        self.spawn(actor.recover)
 
     async def _mark_stuck(self, run_id: str, kind: str, error: Exception) -> None:
         log.error("run %s cannot advance: %s", run_id, error)
@@ -336,13 +334,13 @@ class Supervisor:
     def deliver(self, run_id: str, message: Message) -> None:
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
-            actor.post(message)
+            self.spawn(actor.deliver, message)
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: its actor here cancels running steps; otherwise a direct write."""
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
-            actor.post(CancelRequested())
+            await actor.deliver(CancelRequested())
             return True
         at = self.clock.now()
         encoded = self.codec.encode(None)
