@@ -159,7 +159,7 @@ async def test_cancel_cancels_a_running_step(make_runtime: Callable[..., rw.Runt
     async with make_runtime() as runtime:
         handle = await runtime.start(long_step)
         with anyio.fail_after(10):
-            while "started" not in state:  # noqa: ASYNC110 (the step runs in this process)
+            while "started" not in state:
                 await anyio.lowlevel.checkpoint()
         await handle.cancel()
         with pytest.raises(rw.RunCancelled):
