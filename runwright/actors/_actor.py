@@ -56,7 +56,7 @@ from .._exceptions import (
 )
 from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import Event, Kind
-from ..journal._sqlite import Tx, steps_of, waits_of
+from ..journal._sqlite import RunRow, Tx, events_of, steps_of, waits_of
 from ._interpreter import (
     Command,
     Failure,
@@ -118,6 +118,10 @@ class RunContext:
     workflow: str
     started_at: dt.datetime
     codec: Codec
+
+
+class _LostOwnership(Exception):
+    """Another process drives the run now (this one's lease expired)."""
 
 
 class _LostClaim(Exception):
@@ -244,13 +248,16 @@ class RunActor:
         self.log.extend(event for event in events if event.kind in _REPLAY_KINDS)
 
     async def refresh_log(self) -> None:
-        """Load the run's events newer than the cursor into the replay log.
+        """Load the run's events newer than the cursor into the replay log."""
+        self.merge(await self.sup.journal.events(self.run_id, after=self.cursor))
+
+    def merge(self, events: list[Event]) -> None:
+        """Add events read from the journal (those after the cursor) to the replay log.
 
         The cursor is how far this actor has *read* the journal; events it
         wrote itself are already in the log and are skipped by seq when a
         read brings them back.
         """
-        events = await self.sup.journal.events(self.run_id, after=self.cursor)
         if self.log is None:
             self.log = []
         known = {event.seq for event in self.log if event.seq > self.cursor}
@@ -311,6 +318,8 @@ class RunActor:
             await self._apply_mailbox()
         except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
             problem = exc
+        except _LostOwnership:
+            await self._let_go()
         finally:
             self.activating = False
             if self.done or problem is not None:
@@ -322,21 +331,33 @@ class RunActor:
             await self.sup.stuck(self, _PROBLEM_KINDS[type(problem)], problem)
 
     async def _recover(self) -> None:
-        """Rebuild a run from its journal: replay, then resume what was in progress."""
-        new = await self._rebuild()
-        interpreter = self.interpreter
-        assert interpreter is not None
-        steps = {s.cid: s for s in await self.sup.journal.read(lambda c: steps_of(c, self.run_id))}
-        waits = {w.cid: w for w in await self.sup.journal.read(lambda c: waits_of(c, self.run_id))}
-        if new:
-            at = self.sup.clock.now()
+        """Rebuild a run from its journal: replay, then resume what was in progress.
 
-            def journal_new(tx: Tx) -> list[Event]:
+        New events, steps and waits are read in one snapshot, so the replay
+        and the rows it resumes from agree with each other.
+        """
+        run_id, after = self.run_id, self.cursor
+        events, step_rows, wait_rows = await self.sup.journal.read(
+            lambda c: (events_of(c, run_id, after), steps_of(c, run_id), waits_of(c, run_id))
+        )
+        self.merge(events)
+        self.drop_interpreter()
+        new = self._replay()
+        steps = {s.cid: s for s in step_rows}
+        waits = {w.cid: w for w in wait_rows}
+        if new:
+            at, owner = self.sup.clock.now(), self.sup.owner
+
+            def journal_new(tx: Tx) -> list[Event] | None:
+                if not tx.owns(run_id, owner):
+                    return None
                 self.journal_commands(tx, new, at)
                 return tx.events
 
-            events = await self.sup.journal.write(journal_new)
-            self.remember(events)
+            written = await self.sup.journal.write(journal_new)
+            if written is None:
+                raise _LostOwnership
+            self.remember(written)
             self.launch(new, at)
         for cid, command in sorted(self.pending_commands.items()):
             if any(c.cid == cid for c in new):
@@ -365,6 +386,9 @@ class RunActor:
         """Replay the body from the log; return commands the journal lacks (normally none)."""
         if self.log is None:
             await self.refresh_log()
+        return self._replay()
+
+    def _replay(self) -> list[Command]:
         assert self.log is not None
         recorded: dict[int, tuple[str, str]] = {}
         for event in self.log:
@@ -462,7 +486,10 @@ class RunActor:
         try:
             events = await self._write(ends, commands, at)
         except _LostClaim:
-            await self._lost_claim()
+            await self.follow_journal()
+            return
+        except _LostOwnership:
+            await self._let_go()
             return
         for event in events:
             if event.kind == Kind.STEP_COMPLETED:
@@ -472,21 +499,37 @@ class RunActor:
         if self.sup.cache_runs == 0 or self.evict_requested:
             self.drop_interpreter()
 
-    async def _lost_claim(self) -> None:
+    async def _let_go(self) -> None:
+        """This process no longer drives the run: it ended elsewhere, or was taken over."""
+        row = await self.sup.journal.run(self.run_id)
+        if row is not None and row.status in ("completed", "failed", "cancelled"):
+            self._ended_elsewhere(row)
+        else:
+            self.stop_driving()
+
+    def _ended_elsewhere(self, row: RunRow) -> None:
+        self.cancel_steps()
+        self.done = True
+        end = RunEnd(row.status, row.outcome, row.error_type, row.error_message)  # type: ignore[arg-type]
+        self.sup.finished(self, end)
+
+    def stop_driving(self) -> None:
+        """Another process owns the run now: cancel its steps here and let go."""
+        log.warning("run %s: another process drives it now; letting go", self.run_id)
+        self.done = True
+        self.cancel_steps()
+        if not self.activating:
+            self.drop_interpreter()
+        self.sup.forget(self)
+
+    async def follow_journal(self) -> None:
         """Someone else moved the run on: follow the journal, or stop if the run ended."""
         self.drop_interpreter()
         self.finishing = None
-        await self.refresh_log()
         row = await self.sup.journal.run(self.run_id)
         if row is not None and row.status in ("completed", "failed", "cancelled"):
-            self.cancel_steps()
-            self.done = True
-            self.sup.finished(
-                self,
-                RunEnd(row.status, row.outcome, row.error_type, row.error_message),  # type: ignore[arg-type]
-            )
+            self._ended_elsewhere(row)
             return
-        log.warning("run %s: lost a claim; reloading it from the journal", self.run_id)
         await self._recover()
 
     async def _write(
@@ -495,21 +538,27 @@ class RunActor:
         end = self.run_end(self.finishing) if self.finishing and not self.in_flight else None
         run_id = self.run_id
 
-        def apply(tx: Tx) -> tuple[list[Event], bool]:
+        owner = self.sup.owner
+
+        def apply(tx: Tx) -> tuple[list[Event], type[Exception] | None]:
+            # A step's outcome is recorded whoever drives the run (its claim
+            # decides); what follows from it only by the run's owner.
             won = [op(tx) for op in ends]
+            if not tx.owns(run_id, owner):
+                return tx.events, _LostOwnership
             if not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.
-                return tx.events, False
+                return tx.events, _LostClaim
             self.journal_commands(tx, commands, at)
             if end is not None:
                 self.write_end(tx, run_id, end, at)
-            return tx.events, True
+            return tx.events, None
 
-        events, complete = await self.sup.journal.write(apply)
+        events, lost = await self.sup.journal.write(apply)
         self.remember(events)
-        if not complete:
-            raise _LostClaim
+        if lost is not None:
+            raise lost
         self.launch(commands, at)
         if end is not None:
             self.done = True

@@ -156,13 +156,20 @@ class Supervisor:
         return time.time() + self.lease_seconds
 
     async def _lease_loop(self) -> None:
-        owner = self.owner
+        """Renew leases; let go of runs another process took; claim runs nobody drives."""
         while True:
             await anyio.sleep(self.lease_seconds / 3)
-            renew = functools.partial(
-                Tx.renew_leases, owner=owner, lease_expires_at=self._lease_until()
-            )
-            await self.journal.write(renew)
+            await self.renew()
+            await self.recover()
+
+    async def renew(self) -> None:
+        renew = functools.partial(
+            Tx.renew_leases, owner=self.owner, lease_expires_at=self._lease_until()
+        )
+        owned = await self.journal.write(renew)
+        for run_id, actor in list(self.actors.items()):
+            if run_id not in owned and not actor.done:
+                actor.stop_driving()
 
     # -- runs ----------------------------------------------------------------------
 
@@ -302,6 +309,14 @@ class Supervisor:
             del self.actors[actor.run_id]
         if self.hot.get(actor.run_id) is actor:
             del self.hot[actor.run_id]
+        self.poke(actor.run_id)
+
+    def poke(self, run_id: str) -> None:
+        """Make whoever waits for *run_id* look again (it is no longer driven here)."""
+        waiter = self._waiters.get(run_id)
+        if waiter is not None and waiter.end is None:
+            woken, waiter.event = waiter.event, anyio.Event()
+            woken.set()
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
@@ -380,7 +395,7 @@ class Supervisor:
             if recent is not None:
                 return recent
             if run_id in self.actors:
-                await waiter.event.wait()
+                await waiter.event.wait()  # set when it ends here, or is let go
                 continue
             row = await self.journal.read(lambda c: run_row(c, run_id))
             if row is None:

@@ -169,12 +169,24 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def renew_leases(self, owner: str, lease_expires_at: float) -> int:
-        cur = self._conn.execute(
+    def owns(self, run_id: str, owner: str) -> bool:
+        """Whether *owner* drives *run_id* (a live run whose lease it holds)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND status = 'running'",
+            (run_id, owner),
+        ).fetchone()
+        return row is not None
+
+    def renew_leases(self, owner: str, lease_expires_at: float) -> set[str]:
+        """Extend every lease *owner* holds; return the runs it still owns."""
+        self._conn.execute(
             "UPDATE runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'",
             (lease_expires_at, owner),
         )
-        return cur.rowcount
+        rows = self._conn.execute(
+            "SELECT run_id FROM runs WHERE owner = ? AND status = 'running'", (owner,)
+        )
+        return {str(row[0]) for row in rows}
 
     def release_run(self, run_id: str, owner: str) -> bool:
         cur = self._conn.execute(
@@ -545,9 +557,15 @@ class Journal:
         return await anyio.to_thread.run_sync(self._read_sync, fn)
 
     def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # One read transaction: everything *fn* reads comes from one snapshot.
         with self._reader_lock:
+            conn = self._reader
             try:
-                return fn(self._reader)
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise _translate(exc, self.path, self.busy_timeout) from exc
 

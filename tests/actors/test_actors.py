@@ -192,3 +192,43 @@ async def test_a_lost_claim_follows_the_journal_from_the_cursor(
         events = await runtime.journal.events(handle.id)
     assert [e.kind for e in events].count("wait_completed") == 1
     assert seen["inc"] == 2
+
+
+async def expire_leases(runtime: rw.Runtime) -> None:
+    """As if the owning process had been paused past its lease."""
+    await runtime.journal.write(lambda tx: tx._conn.execute("UPDATE runs SET lease_expires_at = 0"))
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_lets_go(
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock
+):
+    async with make_runtime() as old, make_runtime() as new:
+        handle = await old.start(step_sleep_step)
+        await clock.wait_for_sleeper()
+        await expire_leases(old)
+        await new.supervisor.recover()
+        assert handle.id in new.supervisor.actors
+        # Both processes now time the same sleep; the old one learns it lost
+        # the run either from its lease renewal or from its next write.
+        await clock.jump()
+        assert await new.get_run(handle.id).result(timeout=10) == 11
+        assert await handle.result(timeout=10) == 11
+        assert handle.id not in old.supervisor.actors
+        events = await new.journal.events(handle.id)
+    assert [e.kind for e in events].count("wait_completed") == 1
+    assert [e.kind for e in events].count("step_completed") == 2
+    assert seen["inc"] == 2
+
+
+async def test_lease_renewal_lets_go_of_runs_taken_over(
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock
+):
+    async with make_runtime() as old, make_runtime() as new:
+        handle = await old.start(step_sleep_step)
+        await clock.wait_for_sleeper()
+        await expire_leases(old)
+        await new.supervisor.recover()
+        await old.supervisor.renew()
+        assert handle.id not in old.supervisor.actors
+        await clock.jump()
+        assert await handle.result(timeout=10) == 11
