@@ -170,8 +170,9 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
-            await tg.start(journal.serve)
             supervisor = Supervisor(journal, self.codec, self.clock, **self._options)  # type: ignore[arg-type]
+            journal.watch(supervisor.on_foreign_events)
+            await tg.start(journal.serve)
             await tg.start(supervisor.serve)
         except BaseException as exc:
             journal.stop_writing()

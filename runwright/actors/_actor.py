@@ -74,7 +74,14 @@ if TYPE_CHECKING:
     from ..journal._codec import Codec
     from ._supervisor import Supervisor
 
-__all__ = ["CancelRequested", "RunActor", "RunContext", "StepDone", "TimerDue"]
+__all__ = [
+    "CancelRequested",
+    "JournalChanged",
+    "RunActor",
+    "RunContext",
+    "StepDone",
+    "TimerDue",
+]
 
 log = logging.getLogger("runwright")
 
@@ -107,7 +114,12 @@ class CancelRequested:
     pass
 
 
-Message = StepDone | TimerDue | CancelRequested
+@attrs.frozen
+class JournalChanged:
+    """Another process wrote events of this run."""
+
+
+Message = StepDone | TimerDue | CancelRequested | JournalChanged
 
 
 @attrs.frozen
@@ -160,6 +172,7 @@ class RunActor:
         self.interpreter: Interpreter | None = None
         self.log: list[Event] | None = None
         self.cursor = 0
+        self.resolved_through = 0
         self.in_flight: dict[int, anyio.CancelScope] = {}
         self.waiting: dict[int, float] = {}
         self.pending_commands: dict[int, Command] = {}
@@ -246,6 +259,12 @@ class RunActor:
         if self.log is None:
             return
         self.log.extend(event for event in events if event.kind in _REPLAY_KINDS)
+        self._note_resolutions(events)
+
+    def _note_resolutions(self, events: list[Event]) -> None:
+        for event in events:
+            if event.kind in _RESOLUTION_KINDS and event.seq > self.resolved_through:
+                self.resolved_through = event.seq
 
     async def refresh_log(self) -> None:
         """Load the run's events newer than the cursor into the replay log."""
@@ -267,6 +286,7 @@ class RunActor:
             self.log.sort(key=lambda event: event.seq)
         if events:
             self.cursor = events[-1].seq
+        self._note_resolutions(events)
 
     # -- messages ----------------------------------------------------------------
 
@@ -453,6 +473,14 @@ class RunActor:
         if any(isinstance(m, CancelRequested) for m in batch):
             await self._cancel(at)
             return
+        if any(isinstance(m, JournalChanged) for m in batch):
+            await self._apply(batch, at)
+            if not self.done:
+                await self.follow_journal()
+            return
+        await self._apply(batch, at)
+
+    async def _apply(self, batch: list[Message], at: float) -> None:
         if self.interpreter is None and self.finishing is None:
             new = await self._rebuild()
             assert not new, "a hot run's journal lacked commands it had issued"
@@ -538,15 +566,19 @@ class RunActor:
         end = self.run_end(self.finishing) if self.finishing and not self.in_flight else None
         run_id = self.run_id
 
-        owner = self.sup.owner
+        owner, known = self.sup.owner, self.resolved_through
 
         def apply(tx: Tx) -> tuple[list[Event], type[Exception] | None]:
+            # Outcomes this actor has not seen (written by another process)
+            # come before ours in journal order, so the commands derived
+            # without them would not replay: follow the journal instead.
+            foreign = tx.latest_resolution(run_id) > known
             # A step's outcome is recorded whoever drives the run (its claim
             # decides); what follows from it only by the run's owner.
             won = [op(tx) for op in ends]
             if not tx.owns(run_id, owner):
                 return tx.events, _LostOwnership
-            if not all(won):
+            if foreign or not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.
                 return tx.events, _LostClaim

@@ -42,8 +42,17 @@ from .._exceptions import (
     UnknownWorkflowError,
 )
 from ..journal._codec import Codec
+from ..journal._events import Kind
 from ..journal._sqlite import Journal, RunRow, Tx, live_runs, run_row
-from ._actor import CancelRequested, Message, RunActor, RunContext, RunEnd, TimerDue
+from ._actor import (
+    CancelRequested,
+    JournalChanged,
+    Message,
+    RunActor,
+    RunContext,
+    RunEnd,
+    TimerDue,
+)
 from ._hydration import HydrationCache
 
 __all__ = ["Supervisor", "new_owner_id", "new_run_id"]
@@ -51,6 +60,7 @@ __all__ = ["Supervisor", "new_owner_id", "new_run_id"]
 log = logging.getLogger("runwright")
 
 _TERMINAL = ("completed", "failed", "cancelled")
+_END_KINDS = frozenset({Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED})
 #: How many ended runs' outcomes stay in memory, so that result() right after
 #: the end needs no journal read.
 _RECENT_ENDS = 1024
@@ -124,6 +134,8 @@ class Supervisor:
         self._timer_deadline = math.inf
         self._waiters: dict[str, _Waiter] = {}
         self._recent_ends: OrderedDict[str, RunEnd] = OrderedDict()
+        self._scan_requested = False
+        self._scanning = False
         self._tg: anyio.abc.TaskGroup | None = None
 
     # -- life ----------------------------------------------------------------------
@@ -284,6 +296,8 @@ class Supervisor:
         except DecodeError as exc:
             await self._mark_stuck(run_id, "undecodable_payload", exc)
             return
+        if run_id in self.actors:
+            return  # a concurrent scan claimed it too (claims by one owner both win)
         actor = self._actor(run_id, definition, tuple(args), kwargs, row.created_at)
         self.actors[run_id] = actor
         self.spawn(actor.recover)
@@ -310,6 +324,36 @@ class Supervisor:
         if self.hot.get(actor.run_id) is actor:
             del self.hot[actor.run_id]
         self.poke(actor.run_id)
+
+    def on_foreign_events(self, events: list[tuple[int, str, str]]) -> None:
+        """Other processes wrote *events*: wake the actors, waiters and claims they concern."""
+        touched: set[str] = set()
+        scan = False
+        for _seq, run_id, kind in events:
+            if run_id in self.actors:
+                touched.add(run_id)
+            if kind in _END_KINDS:
+                self.poke(run_id)
+            elif kind == Kind.RUN_CREATED:
+                scan = True
+        for run_id in touched:
+            actor = self.actors[run_id]
+            if not actor.done:
+                self.spawn(actor.deliver, JournalChanged())
+        if scan and self.execute and not self.stopping:
+            self._scan_requested = True
+            if not self._scanning:
+                self.spawn(self._scan)
+
+    async def _scan(self) -> None:
+        """Claim new runs until no request for a scan is left (requests coalesce)."""
+        self._scanning = True
+        try:
+            while self._scan_requested:
+                self._scan_requested = False
+                await self.recover()
+        finally:
+            self._scanning = False
 
     def poke(self, run_id: str) -> None:
         """Make whoever waits for *run_id* look again (it is no longer driven here)."""

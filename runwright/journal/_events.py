@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Event", "Kind"]
+__all__ = ["RESOLUTION_KINDS", "Event", "Kind"]
 
 
 class Kind:
@@ -23,6 +23,10 @@ class Kind:
     STEP_FAILED = "step_failed"
     WAIT_CREATED = "wait_created"
     WAIT_COMPLETED = "wait_completed"
+
+
+#: Events that deliver an outcome to a waiting workflow: their order is replay order.
+RESOLUTION_KINDS = frozenset({Kind.STEP_COMPLETED, Kind.STEP_FAILED, Kind.WAIT_COMPLETED})
 
 
 @attrs.frozen

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -35,13 +38,14 @@ import attrs
 from anyio.abc import TaskStatus
 
 from .._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase
-from ._events import Event, Kind
+from ._events import RESOLUTION_KINDS, Event, Kind
 from ._schema import check_file, ensure_schema
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
 __all__ = ["Journal", "RunRow", "StepRow", "Synchronous", "Tx", "WaitRow"]
 
 T = TypeVar("T")
+log = logging.getLogger("runwright")
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
 
 
@@ -176,6 +180,15 @@ class Tx:
             (run_id, owner),
         ).fetchone()
         return row is not None
+
+    def latest_resolution(self, run_id: str) -> int:
+        """The seq of the run's newest step or wait outcome (0 if none)."""
+        row = self._conn.execute(
+            "SELECT seq FROM events WHERE run_id = ? AND kind IN "
+            f"{_in(sorted(RESOLUTION_KINDS))} ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def renew_leases(self, owner: str, lease_expires_at: float) -> set[str]:
         """Extend every lease *owner* holds; return the runs it still owns."""
@@ -346,6 +359,11 @@ class _Request:
     error: BaseException | None = None
 
 
+#: Seconds between ``data_version`` polls while the database changes, and at most when idle.
+_WATCH_BUSY = 0.001
+_WATCH_IDLE = 0.01
+
+
 def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
     """How a thread schedules a callback on the running event loop (asyncio or trio).
 
@@ -421,6 +439,11 @@ class Journal:
         self._reader_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
+        self._watchers: list[Callable[[list[tuple[int, str, str]]], object]] = []
+        self._own_lock = threading.Lock()
+        self._own_ranges: list[tuple[int, int]] = []
+        self._foreign: deque[list[tuple[int, str, str]]] = deque()
+        self._foreign_ready: anyio.Event | None = None
         self.batches = 0
         self.writes = 0
 
@@ -468,25 +491,114 @@ class Journal:
             raise request.error
         return request.result  # type: ignore[no-any-return]
 
+    def watch(self, callback: Callable[[list[tuple[int, str, str]]], object]) -> None:
+        """Call *callback* on the event loop with other processes' new events.
+
+        Each call gets ``(seq, run_id, kind)`` tuples, in seq order. Register
+        before :meth:`serve`.
+        """
+        self._watchers.append(callback)
+
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the writer thread until :meth:`stop_writing`; every submitted write commits."""
+        """Run the writer (and watcher) threads until :meth:`stop_writing`."""
         call_soon = _call_soon_threadsafe()
         finished = anyio.Event()
-        thread = threading.Thread(
-            target=self._writer_loop,
-            args=(call_soon, finished),
-            name="runwright-writer",
-            daemon=True,
-        )
-        thread.start()
+        threads = [
+            threading.Thread(
+                target=self._writer_loop,
+                args=(call_soon, finished),
+                name="runwright-writer",
+                daemon=True,
+            )
+        ]
+        stop_watching = threading.Event()
+        if self._watchers:
+            threads.append(
+                threading.Thread(
+                    target=self._watch_loop,
+                    args=(call_soon, stop_watching),
+                    name="runwright-watcher",
+                    daemon=True,
+                )
+            )
+        self._foreign_ready = anyio.Event()
+        for thread in threads:
+            thread.start()
         task_status.started()
         try:
-            await finished.wait()
+            async with anyio.create_task_group() as tg:
+                if self._watchers:
+                    tg.start_soon(self._dispatch_foreign)
+                await finished.wait()
+                tg.cancel_scope.cancel()
         finally:
             self._closed = True
             self._queue.put(None)
+            stop_watching.set()
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(thread.join)
+                for thread in threads:
+                    await anyio.to_thread.run_sync(thread.join)
+
+    def _post_foreign(self, events: list[tuple[int, str, str]]) -> None:
+        self._foreign.append(events)
+        assert self._foreign_ready is not None
+        self._foreign_ready.set()
+
+    async def _dispatch_foreign(self) -> None:
+        """Hand other processes' events to the watchers, from a task (they start tasks)."""
+        while True:
+            assert self._foreign_ready is not None
+            await self._foreign_ready.wait()
+            self._foreign_ready = anyio.Event()
+            while self._foreign:
+                events = self._foreign.popleft()
+                for watcher in self._watchers:
+                    watcher(events)
+
+    def _watch_loop(
+        self, call_soon: Callable[[Callable[[], object]], object], stop: threading.Event
+    ) -> None:
+        """The watcher thread: notice other processes' commits and read their events.
+
+        ``PRAGMA data_version`` changes whenever another connection commits;
+        polling it costs a few microseconds. The poll runs every millisecond
+        while the database changes and backs off to ``_WATCH_IDLE`` when it
+        does not. Events inside the writer's own seq ranges are this
+        process's and are not reported.
+        """
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            delay = _WATCH_BUSY
+            while not stop.wait(delay):
+                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                if current == version:
+                    delay = min(delay * 2, _WATCH_IDLE)
+                    continue
+                version, delay = current, _WATCH_BUSY
+                with self._own_lock:
+                    rows = conn.execute(
+                        "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (last,)
+                    ).fetchall()
+                    if not rows:
+                        continue
+                    last = rows[-1][0]
+                    own = self._own_ranges
+                    foreign = [
+                        (int(seq), str(run_id), str(kind))
+                        for seq, run_id, kind in rows
+                        if not any(lo <= seq <= hi for lo, hi in own)
+                    ]
+                    self._own_ranges = [(lo, hi) for lo, hi in own if hi > last]
+                if foreign:
+                    _wake(call_soon, [functools.partial(self._post_foreign, foreign)])
+        except sqlite3.Error:
+            log.exception(
+                "%s: the watcher stopped; other processes' changes go unnoticed", self.path
+            )
+        finally:
+            conn.close()
 
     def stop_writing(self) -> None:
         """Let :meth:`serve` return once every write already submitted has committed."""
@@ -530,6 +642,7 @@ class Journal:
                 request.error = error
             return
         try:
+            lo, hi = 0, 0
             for request in batch:
                 tx = Tx(conn)
                 conn.execute("SAVEPOINT w")
@@ -539,7 +652,14 @@ class Journal:
                     conn.execute("ROLLBACK TO w")
                     request.error = exc
                 conn.execute("RELEASE w")
-            conn.execute("COMMIT")
+                if tx.events:
+                    lo = lo or tx.events[0].seq
+                    hi = max(hi, tx.events[-1].seq)
+            # The watcher must not see these events before they are known as ours.
+            with self._own_lock:
+                conn.execute("COMMIT")
+                if hi and self._watchers:
+                    self._own_ranges.append((lo, hi))
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
