@@ -56,7 +56,7 @@ from .._exceptions import (
 )
 from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import Event, Kind
-from ..journal._sqlite import RunRow, Tx, events_of, steps_of, waits_of
+from ..journal._sqlite import RunRow, StepRow, Tx, WaitRow, events_of, steps_of, waits_of
 from ._interpreter import (
     Command,
     Failure,
@@ -356,29 +356,13 @@ class RunActor:
         New events, steps and waits are read in one snapshot, so the replay
         and the rows it resumes from agree with each other.
         """
-        run_id, after = self.run_id, self.cursor
-        events, step_rows, wait_rows = await self.sup.journal.read(
-            lambda c: (events_of(c, run_id, after), steps_of(c, run_id), waits_of(c, run_id))
-        )
-        self.merge(events)
-        self.drop_interpreter()
-        new = self._replay()
+        while True:
+            step_rows, wait_rows = await self._catch_up()
+            new = self._replay()
+            if not new or await self._journal_new(new):
+                break
         steps = {s.cid: s for s in step_rows}
         waits = {w.cid: w for w in wait_rows}
-        if new:
-            at, owner = self.sup.clock.now(), self.sup.owner
-
-            def journal_new(tx: Tx) -> list[Event] | None:
-                if not tx.owns(run_id, owner):
-                    return None
-                self.journal_commands(tx, new, at)
-                return tx.events
-
-            written = await self.sup.journal.write(journal_new)
-            if written is None:
-                raise _LostOwnership
-            self.remember(written)
-            self.launch(new, at)
         for cid, command in sorted(self.pending_commands.items()):
             if any(c.cid == cid for c in new):
                 continue
@@ -401,6 +385,43 @@ class RunActor:
             await self._write([], [], self.sup.clock.now())
         if self.sup.cache_runs == 0:
             self.drop_interpreter()
+
+    async def _catch_up(self) -> tuple[list[StepRow], list[WaitRow]]:
+        """Read the run's new events, steps and waits (one snapshot) into the log."""
+        run_id, after = self.run_id, self.cursor
+        events, steps, waits = await self.sup.journal.read(
+            lambda c: (events_of(c, run_id, after), steps_of(c, run_id), waits_of(c, run_id))
+        )
+        self.merge(events)
+        self.drop_interpreter()
+        return steps, waits
+
+    async def _journal_new(self, new: list[Command]) -> bool:
+        """Journal commands a replay issued that the journal lacks, and start them.
+
+        False if another writer recorded commands at those positions first
+        (read the journal again); raises _LostOwnership if the run is no
+        longer this process's.
+        """
+        run_id, owner, at = self.run_id, self.sup.owner, self.sup.clock.now()
+
+        def journal_new(tx: Tx) -> list[Event] | str:
+            if not tx.owns(run_id, owner):
+                return "not owner"
+            if tx.any_command(run_id, [c.cid for c in new]):
+                return "taken"
+            self.journal_commands(tx, new, at)
+            return tx.events
+
+        written = await self.sup.journal.write(journal_new)
+        if written == "not owner":
+            raise _LostOwnership
+        if written == "taken":
+            return False
+        assert isinstance(written, list)
+        self.remember(written)
+        self.launch(new, at)
+        return True
 
     async def _rebuild(self) -> list[Command]:
         """Replay the body from the log; return commands the journal lacks (normally none)."""
@@ -578,7 +599,8 @@ class RunActor:
             won = [op(tx) for op in ends]
             if not tx.owns(run_id, owner):
                 return tx.events, _LostOwnership
-            if foreign or not all(won):
+            taken = tx.any_command(run_id, [c.cid for c in commands])
+            if foreign or taken or not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.
                 return tx.events, _LostClaim

@@ -181,6 +181,18 @@ class Tx:
         ).fetchone()
         return row is not None
 
+    def any_command(self, run_id: str, cids: Sequence[int]) -> bool:
+        """Whether a step or wait already exists at any of *cids* (someone else wrote it)."""
+        if not cids:
+            return False
+        marks = ",".join("?" * len(cids))
+        row = self._conn.execute(
+            f"SELECT 1 FROM steps WHERE run_id = ? AND cid IN ({marks}) "
+            f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) LIMIT 1",
+            (run_id, *cids, run_id, *cids),
+        ).fetchone()
+        return row is not None
+
     def latest_resolution(self, run_id: str) -> int:
         """The seq of the run's newest step or wait outcome (0 if none)."""
         row = self._conn.execute(
