@@ -376,6 +376,16 @@ _WATCH_BUSY = 0.001
 _WATCH_IDLE = 0.01
 
 
+def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:
+    """Whether every seq from *lo* to *hi* lies in one of *ranges*."""
+    for start, end in sorted(ranges):
+        if lo > hi:
+            break
+        if start <= lo <= end:
+            lo = end + 1
+    return lo > hi
+
+
 def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
     """How a thread schedules a callback on the running event loop (asyncio or trio).
 
@@ -590,6 +600,12 @@ class Journal:
                     continue
                 version, delay = current, _WATCH_BUSY
                 with self._own_lock:
+                    (newest,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+                    if _covered(self._own_ranges, last + 1, newest):
+                        # Only this process wrote since: nothing to read.
+                        last = newest
+                        self._own_ranges = [(lo, hi) for lo, hi in self._own_ranges if hi > last]
+                        continue
                     rows = conn.execute(
                         "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (last,)
                     ).fetchall()

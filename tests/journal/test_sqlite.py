@@ -140,3 +140,36 @@ async def test_the_writer_keeps_writes_durable_in_a_real_file(db_path: Path):
     await journal.close()
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT key, status FROM runs").fetchall() == [("k", "pending")]
+
+
+async def test_the_watcher_reports_other_writers_events_only(db_path: Path):
+    seen: list[tuple[int, str, str]] = []
+    got_foreign = anyio.Event()
+
+    def on_events(events: list[tuple[int, str, str]]) -> None:
+        seen.extend(events)
+        got_foreign.set()
+
+    def create(run_id: str):
+        def write(tx: Tx) -> None:
+            tx.create_run(run_id, "wf", b"", 1.0, key=None, owner=None, lease_expires_at=None)
+
+        return write
+
+    async with anyio.create_task_group() as tg:
+        mine = await Journal.open(db_path)
+        mine.watch(on_events)
+        await tg.start(mine.serve)
+        other = await open_serving(db_path, tg)
+        for i in range(5):
+            await mine.write(create(f"mine-{i}"))
+        await other.write(create("theirs"))
+        with anyio.fail_after(5):
+            await got_foreign.wait()
+        await mine.write(create("mine-late"))
+        await anyio.sleep(0.05)
+        mine.stop_writing()
+        other.stop_writing()
+    assert [(run_id, kind) for _, run_id, kind in seen] == [("theirs", Kind.RUN_CREATED)]
+    await mine.close()
+    await other.close()
