@@ -1,4 +1,8 @@
-"""``runwright``: list, inspect and cancel runs from the command line.
+"""``runwright``: list, inspect and cancel runs, and run worker processes.
+
+``runwright worker MODULE...`` imports the modules (registering their
+workflows) and executes runs from the journal until SIGINT/SIGTERM; any
+number of workers and client processes may share one database file.
 
 Read commands (``runs list``, ``runs show``) open the journal read-only
 (``file:...?mode=ro``), so they never create a database and never change
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import pathlib
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -129,7 +135,71 @@ def _parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.set_defaults(handler=_cancel_command)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[db],
+        help="run a worker process that executes runs",
+        description=(
+            "Import MODULEs (registering their workflows) and execute runs from the journal "
+            "until SIGINT or SIGTERM, then shut down gracefully and release its runs."
+        ),
+    )
+    worker.add_argument("modules", nargs="+", metavar="MODULE", help="modules to import")
+    worker.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="SQLite durability (default FULL)",
+    )
+    worker.add_argument(
+        "--concurrency", type=_positive_int, default=100, metavar="N", help="steps at once (100)"
+    )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="run lease; another worker takes over this long after a hang (30)",
+    )
+    worker.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    worker.set_defaults(handler=_worker_command)
     return parser
+
+
+def _worker_command(args: argparse.Namespace) -> int:
+    sys.path.insert(0, os.getcwd())
+    for module in args.modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise _CommandError(f"cannot import {module!r}: {exc}") from None
+    path = _db_path(args.db)
+
+    async def serve() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with Runtime(
+                path,
+                synchronous=args.synchronous,
+                max_concurrent_steps=args.concurrency,
+                lease_seconds=args.lease,
+            ):
+                print(
+                    f"runwright worker {os.getpid()}: executing runs from {path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                async for signum in signals:
+                    print(
+                        f"runwright worker {os.getpid()}: {signal.Signals(signum).name}, "
+                        "shutting down",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    break
+
+    anyio.run(serve, backend=args.backend)
+    return 0
 
 
 def _positive_int(text: str) -> int:

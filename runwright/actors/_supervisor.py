@@ -120,6 +120,7 @@ class Supervisor:
         self.cache_runs = cache_runs
         self.lease_seconds = lease_seconds
         self.execute = execute
+        self.max_concurrent_steps = max_concurrent_steps
         self.step_limiter = anyio.CapacityLimiter(max_concurrent_steps)
         self.hydration = HydrationCache(hydration_bytes)
         self.stopping = False
@@ -136,6 +137,7 @@ class Supervisor:
         self._recent_ends: OrderedDict[str, RunEnd] = OrderedDict()
         self._scan_requested = False
         self._scanning = False
+        self._backlog = False
         self._tg: anyio.abc.TaskGroup | None = None
 
     # -- life ----------------------------------------------------------------------
@@ -259,7 +261,12 @@ class Supervisor:
         return RunActor(self, run_id, definition, args, kwargs, started_at, context)
 
     async def recover(self) -> None:
-        """Claim and resume every unfinished run that nobody alive drives."""
+        """Claim and resume unfinished runs that nobody alive drives, as many as fit.
+
+        A process takes at most as many runs as it has free step slots (and
+        at least one), oldest first, so that several workers share a backlog;
+        it looks again as its runs end.
+        """
         rows = await self.journal.read(live_runs)
         now = time.time()
         candidates: list[tuple[str, str]] = []
@@ -270,6 +277,9 @@ class Supervisor:
                 candidates.append((run_id, ""))
             elif _owner_is_dead(owner):
                 candidates.append((run_id, owner))
+        room = max(1, self.max_concurrent_steps - len(self.actors))
+        self._backlog = len(candidates) > room
+        candidates = candidates[:room]
         if not candidates:
             return
         me, until = self.owner, self._lease_until()
@@ -340,7 +350,12 @@ class Supervisor:
             actor = self.actors[run_id]
             if not actor.done:
                 self.spawn(actor.deliver, JournalChanged())
-        if scan and self.execute and not self.stopping:
+        if scan:
+            self.request_scan()
+
+    def request_scan(self) -> None:
+        """Look for runs to claim soon (requests made during a scan coalesce into one more)."""
+        if self.execute and not self.stopping:
             self._scan_requested = True
             if not self._scanning:
                 self.spawn(self._scan)
@@ -364,6 +379,8 @@ class Supervisor:
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
+        if self._backlog:
+            self.request_scan()
         self._recent_ends[actor.run_id] = end
         if len(self._recent_ends) > _RECENT_ENDS:
             self._recent_ends.popitem(last=False)
