@@ -43,7 +43,15 @@ from .._exceptions import (
 )
 from ..journal._codec import Codec
 from ..journal._events import Kind
-from ..journal._sqlite import Journal, RunRow, Tx, live_runs, run_row
+from ..journal._sqlite import (
+    Journal,
+    RunRow,
+    Tx,
+    claimable_runs,
+    live_runs,
+    owners,
+    run_row,
+)
 from ._actor import (
     CancelRequested,
     JournalChanged,
@@ -64,6 +72,8 @@ _END_KINDS = frozenset({Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
 #: How many ended runs' outcomes stay in memory, so that result() right after
 #: the end needs no journal read.
 _RECENT_ENDS = 1024
+#: Seconds between looks for runs held by processes of this host that no longer exist.
+_DEAD_OWNER_CHECK = 1.0
 
 
 def new_run_id() -> str:
@@ -148,7 +158,8 @@ class Supervisor:
             if self.execute:
                 tg.start_soon(self._timer_loop)
                 tg.start_soon(self._lease_loop)
-                await self.recover()
+                tg.start_soon(self._dead_owner_loop)
+                await self.recover(dead_owners=True)
             task_status.started()
 
     async def stop(self, grace: float) -> None:
@@ -174,7 +185,15 @@ class Supervisor:
         while True:
             await anyio.sleep(self.lease_seconds / 3)
             await self.renew()
-            await self.recover()
+            await self.recover(dead_owners=True)
+
+    async def _dead_owner_loop(self) -> None:
+        """Take over at once the runs of processes on this host that died (kill -9)."""
+        while True:
+            await anyio.sleep(_DEAD_OWNER_CHECK)
+            holders = await self.journal.read(owners)
+            if any(owner != self.owner and _owner_is_dead(owner) for owner in holders):
+                await self.recover(dead_owners=True)
 
     async def renew(self) -> None:
         renew = functools.partial(
@@ -260,24 +279,30 @@ class Supervisor:
         )
         return RunActor(self, run_id, definition, args, kwargs, started_at, context)
 
-    async def recover(self) -> None:
+    async def recover(self, *, dead_owners: bool = False) -> None:
         """Claim and resume unfinished runs that nobody alive drives, as many as fit.
 
         A process takes at most as many runs as it has free step slots (and
         at least one), oldest first, so that several workers share a backlog;
-        it looks again as its runs end.
+        it looks again as its runs end. With *dead_owners* it also takes runs
+        whose owner is a process on this host that no longer exists (this
+        reads every live run, so it is done at start and with lease renewal).
         """
-        rows = await self.journal.read(live_runs)
-        now = time.time()
+        now, me = time.time(), self.owner
+        room = max(1, self.max_concurrent_steps - len(self.actors))
+        skip = len(self.actors) + len(self.stuck_runs)  # rows we may see that are ours already
+        if dead_owners:
+            rows = await self.journal.read(live_runs)
+        else:
+            rows = await self.journal.read(lambda c: claimable_runs(c, me, now, room + skip + 1))
         candidates: list[tuple[str, str]] = []
         for run_id, owner, lease in rows:
             if run_id in self.actors or run_id in self.stuck_runs:
                 continue
-            if owner is None or owner == self.owner or (lease is not None and lease < now):
+            if owner is None or owner == me or (lease is not None and lease < now):
                 candidates.append((run_id, ""))
-            elif _owner_is_dead(owner):
+            elif dead_owners and _owner_is_dead(owner):
                 candidates.append((run_id, owner))
-        room = max(1, self.max_concurrent_steps - len(self.actors))
         self._backlog = len(candidates) > room
         candidates = candidates[:room]
         if not candidates:

@@ -51,6 +51,7 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_by_owner ON runs (owner) WHERE owner IS NOT NULL;
 
 CREATE TABLE steps (
     run_id        TEXT NOT NULL,

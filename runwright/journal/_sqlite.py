@@ -29,6 +29,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
@@ -491,6 +492,8 @@ class Journal:
         writer = _connect(path, busy_timeout, synchronous)
         try:
             ensure_schema(writer, path)
+            # The writer waits for other processes' write locks itself (see _begin).
+            writer.execute("PRAGMA busy_timeout = 0")
             reader = _connect(path, busy_timeout, synchronous)
         except sqlite3.Error as exc:
             writer.close()
@@ -660,10 +663,32 @@ class Journal:
                 _wake(call_soon, [request.done.set for request in batch])
         _wake(call_soon, [finished.set])
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting up to busy_timeout for another process's write lock.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries; when
+        several processes commit often, those sleeps dominate. This one
+        retries after 50 us, doubling to at most 1 ms.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.00005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+
     def _commit(self, batch: Sequence[_Request]) -> None:
         conn = self._writer
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as exc:
             error = _translate(exc, self.path, self.busy_timeout)
             for request in batch:
@@ -800,6 +825,29 @@ def due_waits(conn: sqlite3.Connection, now: float, limit: int = 1000) -> list[W
 def next_wake(conn: sqlite3.Connection) -> float | None:
     row = conn.execute("SELECT min(wake_at) FROM waits WHERE status = 'pending'").fetchone()
     return None if row[0] is None else float(row[0])
+
+
+def claimable_runs(
+    conn: sqlite3.Connection, owner: str, now: float, limit: int
+) -> list[tuple[str, str | None, float | None]]:
+    """Unfinished runs nobody holds a live lease on (or *owner* holds), oldest first."""
+    return [
+        (str(r[0]), r[1], r[2])
+        for r in conn.execute(
+            "SELECT run_id, owner, lease_expires_at FROM runs "
+            "WHERE status IN ('pending', 'running') "
+            "AND (owner IS NULL OR owner = ? OR lease_expires_at < ?) "
+            "ORDER BY created_at LIMIT ?",
+            (owner, now, limit),
+        )
+    ]
+
+
+def owners(conn: sqlite3.Connection) -> list[str]:
+    """Every process that holds a run's lease."""
+    return [
+        str(r[0]) for r in conn.execute("SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL")
+    ]
 
 
 def live_runs(conn: sqlite3.Connection) -> list[tuple[str, str | None, float | None]]:
