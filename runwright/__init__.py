@@ -5,9 +5,11 @@ Workflows are ``async def`` functions decorated with ``@rw.workflow`` that call
 SQLite, so a run survives crashes and restarts and resumes where it stopped.
 """
 
+from ._context import Hook as Hook
 from ._context import RunInfo as RunInfo
 from ._context import StepInfo as StepInfo
 from ._context import gather as gather
+from ._context import hook as hook
 from ._context import now as now
 from ._context import race as race
 from ._context import random as random
@@ -26,6 +28,8 @@ from ._exceptions import DatabaseLocked as DatabaseLocked
 from ._exceptions import DecodeError as DecodeError
 from ._exceptions import EncodeError as EncodeError
 from ._exceptions import FatalError as FatalError
+from ._exceptions import HookConflict as HookConflict
+from ._exceptions import HookNotFound as HookNotFound
 from ._exceptions import JournalError as JournalError
 from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
@@ -58,6 +62,9 @@ __all__ = [
     "DefaultCodec",
     "EncodeError",
     "FatalError",
+    "Hook",
+    "HookConflict",
+    "HookNotFound",
     "JournalError",
     "NonDeterminismError",
     "NotARunwrightDatabase",
@@ -80,6 +87,7 @@ __all__ = [
     "UnknownWorkflowError",
     "WorkflowDefinition",
     "gather",
+    "hook",
     "now",
     "race",
     "random",

@@ -12,18 +12,27 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import Any, TypeVar, overload
 
 import attrs
 
-from ._exceptions import NotInWorkflowError
-from .actors._interpreter import GroupRequest, Interpreter, SleepRequest, current_interpreter
+from ._exceptions import NotInWorkflowError, RunwrightError
+from .actors._interpreter import (
+    HOOK_ENDED,
+    GroupRequest,
+    HookReceive,
+    Interpreter,
+    SleepRequest,
+    current_interpreter,
+)
 
 __all__ = [
+    "Hook",
     "RunInfo",
     "StepInfo",
     "gather",
+    "hook",
     "now",
     "race",
     "random",
@@ -122,6 +131,65 @@ def race(*awaitables: Awaitable[T]) -> Awaitable[T]:
     """
     _interpreter("rw.race()")
     return GroupRequest("race", awaitables)
+
+
+class Hook:
+    """A durable mailbox for events from outside, made by :func:`hook`.
+
+    ``await hook`` returns the next payload (the first, the first time);
+    ``async for payload in hook`` yields every payload in order, none lost
+    while the workflow is busy, until the hook is disposed. ``dispose()`` (or
+    leaving ``async with hook``) frees the token; so does the run's end.
+    """
+
+    __slots__ = ("_cid", "_interpreter", "token")
+
+    def __init__(self, interpreter: Interpreter, cid: int, token: str) -> None:
+        self._interpreter = interpreter
+        self._cid = cid
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"<runwright hook {self.token!r}>"
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        value = yield from HookReceive(self._cid).__await__()
+        if value is HOOK_ENDED:
+            raise RunwrightError(f"hook {self.token!r} was disposed; no payload will arrive")
+        return value
+
+    def __aiter__(self) -> Hook:
+        return self
+
+    async def __anext__(self) -> Any:
+        value = await HookReceive(self._cid)
+        if value is HOOK_ENDED:
+            raise StopAsyncIteration
+        return value
+
+    def dispose(self) -> None:
+        """Stop receiving: the token is free again once this is journaled."""
+        self._interpreter.dispose_hook(self._cid)
+
+    async def __aenter__(self) -> Hook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+
+def hook(token: str | None = None) -> Hook:
+    """A hook of this run that other code resumes with ``runtime.resume_hook(token, payload)``.
+
+    Without *token*, an unguessable one (128 random bits) is made, recorded,
+    and reused on replay. A token is unique among live hooks: a second live
+    hook with it raises :class:`rw.HookConflict` where the workflow awaits it.
+    """
+    interpreter = _interpreter("rw.hook()")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError(f"a hook token must be a non-empty string, got {token!r}")
+    cid, token = interpreter.create_hook(token)
+    return Hook(interpreter, cid, token)
 
 
 def now() -> dt.datetime:

@@ -18,7 +18,9 @@
         ├── RunNotFound            no run with that id
         ├── RunFailed              the run's workflow raised; carries the recorded error
         ├── RunCancelled           the run was cancelled
-        └── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
+        ├── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
+        ├── HookConflict           a live hook already holds that token (raised in the workflow)
+        └── HookNotFound           no live hook has that token (raised by resume_hook)
 
 Errors carry the context a caller needs as attributes (``run_id``, ``step``,
 ``position``, ...) and say in their message what to do next.
@@ -32,6 +34,8 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FatalError",
+    "HookConflict",
+    "HookNotFound",
     "JournalError",
     "NonDeterminismError",
     "NotARunwrightDatabase",
@@ -244,3 +248,22 @@ class RunTimeout(RunwrightError, TimeoutError):
         super().__init__(f"run {run_id} did not finish within {timeout:g}s (it goes on)")
         self.run_id = run_id
         self.timeout = timeout
+
+
+class HookConflict(RunwrightError):
+    """A live hook already holds this token; raised where the workflow awaits its hook."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            f"a live hook already holds the token {token!r}; tokens are unique among live "
+            "hooks until the hook is disposed or its run ends"
+        )
+        self.token = token
+
+
+class HookNotFound(RunwrightError):
+    """No live hook has this token (never created, disposed, or its run ended)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(f"no live hook has the token {token!r}; nothing was delivered")
+        self.token = token

@@ -227,6 +227,15 @@ class Runtime:
         run_id = await self._supervisor_or_fail().start_run(workflow, args, kwargs, key)
         return RunHandle(self, run_id)
 
+    async def resume_hook(self, token: str, payload: Any = None) -> None:
+        """Deliver *payload* to the live hook holding *token*, whichever process drives its run.
+
+        Raises :class:`rw.HookNotFound` if no live hook has the token, and
+        :class:`rw.EncodeError` if the payload cannot be encoded (nothing is
+        written then).
+        """
+        await self._supervisor_or_fail().resume_hook(token, payload)
+
     def get_run(self, run_id: str) -> RunHandle[Any]:
         """A handle on an existing run (checked when it is used)."""
         return RunHandle(self, run_id)

@@ -48,6 +48,7 @@ from .._exceptions import (
     DecodeError,
     EncodeError,
     FatalError,
+    HookConflict,
     JournalError,
     NonDeterminismError,
     RetryableError,
@@ -55,11 +56,13 @@ from .._exceptions import (
     UnknownWorkflowError,
 )
 from ..journal._codec import encode_exception, rebuild_exception
-from ..journal._events import Event, Kind
+from ..journal._events import RESOLUTION_KINDS, Event, Kind
 from ..journal._sqlite import RunRow, StepRow, Tx, WaitRow, events_of, steps_of, waits_of
 from ._interpreter import (
     Command,
     Failure,
+    HookCommand,
+    HookDisposeCommand,
     Interpreter,
     Outcome,
     SleepCommand,
@@ -85,9 +88,9 @@ __all__ = [
 
 log = logging.getLogger("runwright")
 
-_COMMAND_KINDS = {Kind.STEP_SCHEDULED: "step", Kind.WAIT_CREATED: "sleep"}
-_RESOLUTION_KINDS = frozenset({Kind.STEP_COMPLETED, Kind.STEP_FAILED, Kind.WAIT_COMPLETED})
-_REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS
+_COMMAND_KINDS = {Kind.STEP_SCHEDULED: "step", Kind.WAIT_CREATED: "sleep", Kind.HOOK_CREATED: "hook"}
+_RESOLUTION_KINDS = RESOLUTION_KINDS
+_REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | {Kind.HOOK_DISPOSED}
 _PROBLEM_KINDS: dict[type[Exception], str] = {
     NonDeterminismError: "non_determinism",
     DecodeError: "undecodable_payload",
@@ -119,7 +122,14 @@ class JournalChanged:
     """Another process wrote events of this run."""
 
 
-Message = StepDone | TimerDue | CancelRequested | JournalChanged
+@attrs.frozen
+class HooksConflicted:
+    """The write that started the run found some of its hooks' tokens taken."""
+
+    events: tuple[Event, ...]
+
+
+Message = StepDone | TimerDue | CancelRequested | JournalChanged | HooksConflicted
 
 
 @attrs.frozen
@@ -176,6 +186,7 @@ class RunActor:
         self.in_flight: dict[int, anyio.CancelScope] = {}
         self.waiting: dict[int, float] = {}
         self.pending_commands: dict[int, Command] = {}
+        self.disposed_hooks: set[int] = set()
         self.finishing: Outcome | None = None
         self.done = False
         self.activating = False
@@ -184,13 +195,18 @@ class RunActor:
 
     # -- the interpreter ---------------------------------------------------------
 
-    def new_interpreter(self, recorded: Mapping[int, tuple[str, str]] | None) -> Interpreter:
+    def new_interpreter(
+        self,
+        recorded: Mapping[int, tuple[str, str]] | None,
+        hook_tokens: Mapping[int, str] | None = None,
+    ) -> Interpreter:
         definition, args, kwargs = self.definition, self.args, self.kwargs
         return Interpreter(
             self.run_id,
             lambda: definition.fn(*args, **kwargs),
             started_at=self.started_at,
             recorded=recorded,
+            hook_tokens=hook_tokens,
             info=self.context,
         )
 
@@ -212,9 +228,14 @@ class RunActor:
                 tx.schedule_step(
                     self.run_id, command.cid, command.name, command.encoded_args, at, start=start
                 )
-            else:
+            elif isinstance(command, SleepCommand):
                 wake_at = self.wake_at(command, at)
                 tx.create_wait(self.run_id, command.cid, wake_at, codec.encode(wake_at), at)
+            elif isinstance(command, HookCommand):
+                generated = codec.encode(command.generated)
+                tx.create_hook(self.run_id, command.cid, command.token, generated, at)
+            elif command.cid not in self.disposed_hooks:
+                tx.dispose_hook(self.run_id, command.cid, at)
 
     @staticmethod
     def wake_at(command: SleepCommand, at: float) -> float:
@@ -260,6 +281,9 @@ class RunActor:
             return
         self.log.extend(event for event in events if event.kind in _REPLAY_KINDS)
         self._note_resolutions(events)
+        self.disposed_hooks.update(
+            e.cid for e in events if e.kind == Kind.HOOK_DISPOSED and e.cid is not None
+        )
 
     def _note_resolutions(self, events: list[Event]) -> None:
         for event in events:
@@ -307,10 +331,13 @@ class RunActor:
         if not self.activating:
             await self._drain()
 
-    def start(self, initial: list[Command]) -> None:
-        """Carry out the commands a fresh start just journaled."""
+    def start(self, initial: list[Command], events: list[Event]) -> None:
+        """Carry out the commands a fresh start just journaled (in *events*)."""
         self.launch(initial, self.started_at)
-        if self.sup.cache_runs == 0:
+        conflicts = tuple(e for e in events if e.kind == Kind.HOOK_CONFLICT)
+        if conflicts:
+            self.sup.spawn(self.deliver, HooksConflicted(conflicts))
+        elif self.sup.cache_runs == 0:
             self.drop_interpreter()
 
     async def recover(self) -> None:
@@ -408,7 +435,7 @@ class RunActor:
         def journal_new(tx: Tx) -> list[Event] | str:
             if not tx.owns(run_id, owner):
                 return "not owner"
-            if tx.any_command(run_id, [c.cid for c in new]):
+            if tx.any_command(run_id, _positions(new)):
                 return "taken"
             self.journal_commands(tx, new, at)
             return tx.events
@@ -432,23 +459,54 @@ class RunActor:
     def _replay(self) -> list[Command]:
         assert self.log is not None
         recorded: dict[int, tuple[str, str]] = {}
+        tokens: dict[int, str] = {}
+        self.disposed_hooks = set()
         for event in self.log:
-            kind = _COMMAND_KINDS.get(event.kind)
-            if kind is not None and event.cid is not None:
+            if event.cid is None:
+                continue
+            if event.kind == Kind.HOOK_CREATED:
+                assert event.payload is not None and event.name is not None
+                generated = self.sup.codec.decode(event.payload)
+                tokens[event.cid] = event.name
+                recorded[event.cid] = ("hook", "" if generated else event.name)
+            elif event.kind == Kind.HOOK_DISPOSED:
+                self.disposed_hooks.add(event.cid)
+            elif (kind := _COMMAND_KINDS.get(event.kind)) is not None:
                 recorded[event.cid] = (kind, event.name or kind)
-        interpreter = self.new_interpreter(recorded)
+        interpreter = self.new_interpreter(recorded, tokens)
         self.interpreter = interpreter
-        issued: dict[int, Command] = {c.cid: c for c in interpreter.start()}
+        issued: dict[int, Command] = {}
+        disposals: list[HookDisposeCommand] = []
+
+        def collect(commands: list[Command]) -> None:
+            for command in commands:
+                if isinstance(command, HookDisposeCommand):
+                    disposals.append(command)
+                else:
+                    issued[command.cid] = command
+
+        collect(interpreter.start())
         for event in self.log:
             if event.kind in _RESOLUTION_KINDS and event.cid is not None:
-                outcome = self._outcome_of(event)
-                for command in interpreter.resolve(event.cid, outcome, event.at):
-                    issued[command.cid] = command
+                collect(self._apply_event(interpreter, event))
         self.sup.touch(self)
         if interpreter.outcome is not None and self.finishing is None:
             self.finishing = interpreter.outcome
         self.pending_commands = {cid: issued[cid] for cid in interpreter.pending if cid in issued}
-        return [c for cid, c in sorted(issued.items()) if cid not in recorded]
+        new: list[Command] = [c for cid, c in sorted(issued.items()) if cid not in recorded]
+        return new + [d for d in disposals if d.cid not in self.disposed_hooks]
+
+    def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
+        """Apply one journaled outcome to *interpreter*; return the commands that follow."""
+        assert event.cid is not None
+        if event.kind == Kind.HOOK_RECEIVED:
+            assert event.payload is not None
+            payload = self.sup.codec.decode(event.payload)
+            return interpreter.deliver_hook(event.cid, payload, event.at)
+        if event.kind == Kind.HOOK_CONFLICT:
+            error = HookConflict(event.name or "")
+            return interpreter.fail_hook(event.cid, error, event.at)
+        return interpreter.resolve(event.cid, self._outcome_of(event), event.at)
 
     def _outcome_of(self, event: Event) -> Outcome:
         if event.kind == Kind.WAIT_COMPLETED:
@@ -502,14 +560,20 @@ class RunActor:
         await self._apply(batch, at)
 
     async def _apply(self, batch: list[Message], at: float) -> None:
+        # Commands a replay issues that the journal lacks follow from outcomes
+        # the interpreter had not applied yet (a hook conflict after a start).
+        commands: list[Command] = []
         if self.interpreter is None and self.finishing is None:
-            new = await self._rebuild()
-            assert not new, "a hot run's journal lacked commands it had issued"
+            commands += await self._rebuild()
         interpreter = self.interpreter
         ends: list[Callable[[Tx], object]] = []
-        commands: list[Command] = []
         resolved: list[tuple[int, object, int]] = []
         for message in batch:
+            if isinstance(message, HooksConflicted):
+                if interpreter is not None and self.finishing is None:
+                    for event in message.events:
+                        commands += self._apply_event(interpreter, event)
+                continue
             if isinstance(message, StepDone):
                 self.in_flight.pop(message.cid, None)
                 ends.append(_end_step(self.run_id, message, at))
@@ -528,25 +592,40 @@ class RunActor:
                 continue
             if interpreter is not None and self.finishing is None:
                 commands += interpreter.resolve(message.cid, outcome, at)
-                if interpreter.outcome is not None:
-                    self.finishing = interpreter.outcome
-        if not ends:
-            return
-        try:
-            events = await self._write(ends, commands, at)
-        except _LostClaim:
-            await self.follow_journal()
-            return
-        except _LostOwnership:
-            await self._let_go()
-            return
-        for event in events:
-            if event.kind == Kind.STEP_COMPLETED:
-                for cid, value, size in resolved:
-                    if cid == event.cid:
-                        self.sup.hydration.put(event.seq, value, size)
+        while True:
+            if interpreter is not None and interpreter.outcome is not None and not self.finishing:
+                self.finishing = interpreter.outcome
+            ending = self.finishing is not None and not self.in_flight
+            if not ends and not commands and not ending:
+                break
+            events = await self._write_or_follow(ends, commands, at)
+            if events is None or self.done or interpreter is None:
+                return
+            for event in events:
+                if event.kind == Kind.STEP_COMPLETED:
+                    for cid, value, size in resolved:
+                        if cid == event.cid:
+                            self.sup.hydration.put(event.seq, value, size)
+            # A hook whose token is taken fails where the workflow awaits it;
+            # the workflow may go on, so what follows is written next.
+            ends, commands, resolved = [], [], []
+            for event in events:
+                if event.kind == Kind.HOOK_CONFLICT and self.finishing is None:
+                    commands += self._apply_event(interpreter, event)
         if self.sup.cache_runs == 0 or self.evict_requested:
             self.drop_interpreter()
+
+    async def _write_or_follow(
+        self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
+    ) -> list[Event] | None:
+        """Write; if the journal moved on without us, follow it (or let go) and return None."""
+        try:
+            return await self._write(ends, commands, at)
+        except _LostClaim:
+            await self.follow_journal()
+        except _LostOwnership:
+            await self._let_go()
+        return None
 
     async def _let_go(self) -> None:
         """This process no longer drives the run: it ended elsewhere, or was taken over."""
@@ -599,7 +678,7 @@ class RunActor:
             won = [op(tx) for op in ends]
             if not tx.owns(run_id, owner):
                 return tx.events, _LostOwnership
-            taken = tx.any_command(run_id, [c.cid for c in commands])
+            taken = tx.any_command(run_id, _positions(commands))
             if foreign or taken or not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.
@@ -642,7 +721,7 @@ class RunActor:
             if isinstance(command, StepCommand):
                 if not self.sup.stopping:
                     self._start_step(command, attempt=1, claimed=True)
-            else:
+            elif isinstance(command, SleepCommand):
                 wake_at = self.wake_at(command, at)
                 self.waiting[command.cid] = wake_at
                 self.sup.add_timer(wake_at, self.run_id, command.cid)
@@ -763,6 +842,11 @@ class RunActor:
         except EncodeError as exc:
             error = exc.at(step=command.name, argument="return value")
             return False, _error_payload(sup, error), error
+
+
+def _positions(commands: list[Command]) -> list[int]:
+    """The positions *commands* would take (a disposal names its hook's, not a new one)."""
+    return [c.cid for c in commands if not isinstance(c, HookDisposeCommand)]
 
 
 def _error_payload(sup: Supervisor, error: BaseException) -> bytes:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import random
+import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, Literal
@@ -41,7 +42,11 @@ from .._exceptions import EncodeError, NonDeterminismError, RunwrightError
 
 __all__ = [
     "Failure",
+    "HOOK_ENDED",
     "GroupRequest",
+    "HookCommand",
+    "HookDisposeCommand",
+    "HookReceive",
     "Interpreter",
     "Outcome",
     "SleepCommand",
@@ -99,6 +104,20 @@ class SleepRequest:
 
 
 @attrs.frozen(eq=False)
+class HookReceive:
+    """The next payload of hook *cid* (HOOK_ENDED once it is disposed and drained)."""
+
+    cid: int
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
+#: What a HookReceive gets when its hook is disposed and no payload is left.
+HOOK_ENDED = object()
+
+
+@attrs.frozen(eq=False)
 class GroupRequest:
     kind: Literal["gather", "race"]
     awaitables: tuple[Awaitable[Any], ...]
@@ -135,12 +154,45 @@ class SleepCommand:
         return ("sleep", "sleep")
 
 
-Command = StepCommand | SleepCommand
+@attrs.frozen
+class HookCommand:
+    """Create hook *cid*; a generated token is recorded so that replay reuses it."""
+
+    cid: int
+    token: str
+    generated: bool
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("hook", "" if self.generated else self.token)
+
+
+@attrs.frozen
+class HookDisposeCommand:
+    """Dispose hook *cid* (not a position of its own: the hook's cid names it)."""
+
+    cid: int
+
+
+Command = StepCommand | SleepCommand | HookCommand | HookDisposeCommand
 
 
 def describe(label: tuple[str, str]) -> str:
     kind, name = label
-    return f"step {name!r}" if kind == "step" else kind
+    if kind == "step":
+        return f"step {name!r}"
+    if kind == "hook":
+        return f"hook {name!r}" if name else "hook (generated token)"
+    return kind
+
+
+@attrs.define(eq=False)
+class _HookState:
+    token: str
+    payloads: deque[Any] = attrs.field(factory=deque)
+    waiters: deque[_Fiber] = attrs.field(factory=deque)
+    disposed: bool = False
+    error: BaseException | None = None
 
 
 @attrs.define(eq=False)
@@ -178,6 +230,7 @@ class Interpreter:
         *,
         started_at: float,
         recorded: Mapping[int, tuple[str, str]] | None = None,
+        hook_tokens: Mapping[int, str] | None = None,
         info: Any = None,
     ) -> None:
         self.run_id = run_id
@@ -194,6 +247,8 @@ class Interpreter:
         self._commands: list[Command] = []
         self._main: _Fiber | None = None
         self._broken = False
+        self._hooks: dict[int, _HookState] = {}
+        self._hook_tokens = hook_tokens or {}
 
     @property
     def rng(self) -> random.Random:
@@ -232,6 +287,57 @@ class Interpreter:
             return []
         self._ready.append((fiber, outcome))
         return self._run()
+
+    # -- hooks ---------------------------------------------------------------------
+
+    def create_hook(self, token: str | None) -> tuple[int, str]:
+        """Issue a hook (called synchronously from the body); return its cid and token."""
+        cid = self._next_cid
+        generated = token is None
+        if token is None:
+            token = self._hook_tokens.get(cid) or secrets.token_urlsafe(16)
+        self._issue(None, ("hook", "" if generated else token))
+        self._hooks[cid] = _HookState(token)
+        self._commands.append(HookCommand(cid, token, generated))
+        return cid, token
+
+    def dispose_hook(self, cid: int) -> None:
+        """Dispose a hook: waiting fibers see it end; the token is freed when journaled."""
+        state = self._hooks[cid]
+        if state.disposed:
+            return
+        state.disposed = True
+        self._commands.append(HookDisposeCommand(cid))
+        while state.waiters and not state.payloads:
+            self._ready.append((state.waiters.popleft(), Value(HOOK_ENDED)))
+
+    def deliver_hook(self, cid: int, payload: Any, at: float) -> list[Command]:
+        """A payload for hook *cid*, in journal order: to the first waiter, else buffered."""
+        state = self._hook_state(cid, at)
+        if state.waiters:
+            self._ready.append((state.waiters.popleft(), Value(payload)))
+        else:
+            state.payloads.append(payload)
+        return self._run()
+
+    def fail_hook(self, cid: int, error: BaseException, at: float) -> list[Command]:
+        """Hook *cid* could not be created (token taken): every await on it raises *error*."""
+        state = self._hook_state(cid, at)
+        if state.error is not None:
+            return []
+        state.error = error
+        while state.waiters:
+            self._ready.append((state.waiters.popleft(), Failure(error)))
+        return self._run()
+
+    def _hook_state(self, cid: int, at: float) -> _HookState:
+        if cid >= self._next_cid or cid not in self._hooks:
+            self._broken = True
+            raise NonDeterminismError(
+                self.run_id, cid, "a hook payload for it", "no hook at that position"
+            )
+        self.now = max(self.now, at)
+        return self._hooks[cid]
 
     def close(self) -> None:
         """Close every fiber's coroutine (the run was evicted or finished)."""
@@ -306,6 +412,8 @@ class Interpreter:
             self._commands.append(SleepCommand(cid, request.seconds, request.until))
         elif isinstance(request, GroupRequest):
             self._group(fiber, request)
+        elif isinstance(request, HookReceive):
+            self._receive(fiber, request.cid)
         else:
             error = RunwrightError(
                 f"a workflow body awaited {request!r}, which is not a runwright operation; "
@@ -314,15 +422,27 @@ class Interpreter:
             )
             self._ready.append((fiber, Failure(error)))
 
-    def _issue(self, fiber: _Fiber, label: tuple[str, str]) -> int:
+    def _issue(self, fiber: _Fiber | None, label: tuple[str, str]) -> int:
         cid = self._next_cid
         recorded = self._recorded.get(cid)
         if recorded is not None and recorded != label:
             self._broken = True
             raise NonDeterminismError(self.run_id, cid, describe(recorded), describe(label))
         self._next_cid += 1
-        self.pending[cid] = fiber
+        if fiber is not None:
+            self.pending[cid] = fiber
         return cid
+
+    def _receive(self, fiber: _Fiber, cid: int) -> None:
+        state = self._hooks[cid]
+        if state.payloads:
+            self._ready.append((fiber, Value(state.payloads.popleft())))
+        elif state.error is not None:
+            self._ready.append((fiber, Failure(state.error)))
+        elif state.disposed:
+            self._ready.append((fiber, Value(HOOK_ENDED)))
+        else:
+            state.waiters.append(fiber)
 
     def _group(self, owner: _Fiber, request: GroupRequest) -> None:
         count = len(request.awaitables)

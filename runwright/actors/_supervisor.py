@@ -37,6 +37,7 @@ from .._clock import Clock
 from .._definitions import WorkflowDefinition, lookup_workflow
 from .._exceptions import (
     DecodeError,
+    HookNotFound,
     RunNotFound,
     RunTimeout,
     UnknownWorkflowError,
@@ -263,7 +264,7 @@ class Supervisor:
             return run_id
         self.actors[run_id] = actor
         self.touch(actor)
-        actor.start(commands)
+        actor.start(commands, events)
         return run_id
 
     def _actor(
@@ -436,6 +437,17 @@ class Supervisor:
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
             self.spawn(actor.deliver, message)
+
+    async def resume_hook(self, token: str, payload: object) -> None:
+        """Deliver *payload* to the live hook holding *token*, in any process's run."""
+        encoded = self.codec.encode(payload)
+        at = self.clock.now()
+        event = await self.journal.write(lambda tx: tx.resume_hook(token, encoded, at))
+        if event is None:
+            raise HookNotFound(token)
+        actor = self.actors.get(event.run_id)
+        if actor is not None and not actor.done:
+            await actor.deliver(JournalChanged())
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: its actor here cancels running steps; otherwise a direct write."""

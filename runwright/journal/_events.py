@@ -23,10 +23,22 @@ class Kind:
     STEP_FAILED = "step_failed"
     WAIT_CREATED = "wait_created"
     WAIT_COMPLETED = "wait_completed"
+    HOOK_CREATED = "hook_created"
+    HOOK_RECEIVED = "hook_received"
+    HOOK_CONFLICT = "hook_conflict"
+    HOOK_DISPOSED = "hook_disposed"
 
 
 #: Events that deliver an outcome to a waiting workflow: their order is replay order.
-RESOLUTION_KINDS = frozenset({Kind.STEP_COMPLETED, Kind.STEP_FAILED, Kind.WAIT_COMPLETED})
+RESOLUTION_KINDS = frozenset(
+    {
+        Kind.STEP_COMPLETED,
+        Kind.STEP_FAILED,
+        Kind.WAIT_COMPLETED,
+        Kind.HOOK_RECEIVED,
+        Kind.HOOK_CONFLICT,
+    }
+)
 
 
 @attrs.frozen

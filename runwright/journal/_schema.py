@@ -1,6 +1,7 @@
 """The journal's tables, and the check that a file is a runwright journal.
 
-``events`` is the append-only log: every fact about a run, ordered by ``seq``.
+``hooks`` holds the live hooks only (a token is unique among them and free
+again once its hook is disposed or its run ends). ``events`` is the append-only log: every fact about a run, ordered by ``seq``.
 ``runs``, ``steps`` and ``waits`` are materialized from it for queries and for
 conditional writes (claims); they are only ever written in the same
 transaction as the event that changes them. ``run_problems`` is not part of
@@ -33,6 +34,7 @@ CREATE TABLE events (
     at         REAL NOT NULL
 );
 CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_hook_positions ON events (run_id, cid) WHERE kind = 'hook_created';
 
 CREATE TABLE runs (
     run_id           TEXT PRIMARY KEY,
@@ -71,6 +73,13 @@ CREATE TABLE waits (
     PRIMARY KEY (run_id, cid)
 ) WITHOUT ROWID;
 CREATE INDEX waits_pending ON waits (wake_at) WHERE status = 'pending';
+
+CREATE TABLE hooks (
+    token    TEXT PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    cid      INTEGER NOT NULL
+);
+CREATE INDEX hooks_by_run ON hooks (run_id, cid);
 
 CREATE TABLE run_problems (
     run_id   TEXT PRIMARY KEY,

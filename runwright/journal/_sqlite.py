@@ -189,8 +189,10 @@ class Tx:
         marks = ",".join("?" * len(cids))
         row = self._conn.execute(
             f"SELECT 1 FROM steps WHERE run_id = ? AND cid IN ({marks}) "
-            f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) LIMIT 1",
-            (run_id, *cids, run_id, *cids),
+            f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) "
+            f"UNION ALL SELECT 1 FROM events WHERE run_id = ? AND kind = 'hook_created' "
+            f"AND cid IN ({marks}) LIMIT 1",
+            (run_id, *cids, run_id, *cids, run_id, *cids),
         ).fetchone()
         return row is not None
 
@@ -256,6 +258,7 @@ class Tx:
             f"{_WAIT_CANCEL_FROM}",
             (run_id,),
         )
+        self._conn.execute("DELETE FROM hooks WHERE run_id = ?", (run_id,))
         self.clear_problem(run_id)
         return True
 
@@ -343,6 +346,37 @@ class Tx:
             run_id, Kind.STEP_RETRYING, at, cid=cid, attempt=attempt, name=name, payload=error
         )
         return True
+
+    # -- hooks ------------------------------------------------------------------
+
+    def create_hook(self, run_id: str, cid: int, token: str, payload: bytes, at: float) -> bool:
+        """Record a hook; False (and a hook_conflict event) if a live hook holds *token*."""
+        self.append(run_id, Kind.HOOK_CREATED, at, cid=cid, name=token, payload=payload)
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO hooks (token, run_id, cid) VALUES (?, ?, ?)",
+            (token, run_id, cid),
+        )
+        if cur.rowcount == 1:
+            return True
+        self.append(run_id, Kind.HOOK_CONFLICT, at, cid=cid, name=token)
+        return False
+
+    def dispose_hook(self, run_id: str, cid: int, at: float) -> bool:
+        cur = self._conn.execute("DELETE FROM hooks WHERE run_id = ? AND cid = ?", (run_id, cid))
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.HOOK_DISPOSED, at, cid=cid)
+        return True
+
+    def resume_hook(self, token: str, payload: bytes, at: float) -> Event | None:
+        """Deliver *payload* to the live hook holding *token*; None if there is none."""
+        row = self._conn.execute(
+            "SELECT run_id, cid FROM hooks WHERE token = ?", (token,)
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, cid = str(row[0]), int(row[1])
+        return self.append(run_id, Kind.HOOK_RECEIVED, at, cid=cid, name=token, payload=payload)
 
     # -- waits ------------------------------------------------------------------
 
@@ -489,6 +523,19 @@ class Journal:
                 f"synchronous must be 'FULL', 'NORMAL', 'EXTRA' or 'OFF', not {synchronous!r}"
             )
         check_file(path)
+        # Switching a new file to WAL needs a lock SQLite does not wait for:
+        # processes opening one new journal together retry until busy_timeout.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                return cls._open_once(path, synchronous, busy_timeout)
+            except DatabaseLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    @classmethod
+    def _open_once(cls, path: str, synchronous: Synchronous, busy_timeout: float) -> Journal:
         writer = _connect(path, busy_timeout, synchronous)
         try:
             ensure_schema(writer, path)
