@@ -28,3 +28,14 @@ async def stamp() -> float:
 @rw.workflow(name="bench.stamped")
 async def stamped() -> float:
     return await stamp()
+
+
+@rw.workflow(name="bench.listener")
+async def listener(token: str, count: int) -> list[float]:
+    """Stamp the wall-clock time each payload reached the workflow, for *count* payloads."""
+    stamps = []
+    async for _payload in rw.hook(token=token):
+        stamps.append(await stamp())
+        if len(stamps) == count:
+            break
+    return stamps

@@ -7,7 +7,9 @@ Prints a table:
   process, then by 4 (total runs/s, from the first start to the last result);
 - cross-process wake-up: a run ends in a worker process; how long until the
   client process, waiting on ``result()``, has the value (median and p95,
-  measured against the wall-clock time the run's last step returned).
+  measured against the wall-clock time the run's last step returned);
+- resume-to-continue: ``resume_hook`` in the client process until the
+  workflow, in a worker process, has the payload and runs its next step.
 """
 
 from __future__ import annotations
@@ -87,6 +89,30 @@ async def wake_up_latency(db: Path, samples: int, synchronous: str) -> list[floa
         stop_workers(procs)
 
 
+async def resume_latency(db: Path, samples: int, synchronous: str) -> list[float]:
+    """resume_hook in this process -> the workflow continuing in a worker process."""
+    procs = start_workers(db, 1, synchronous)
+    try:
+        async with rw.Runtime(db, execute=False, synchronous=synchronous) as client:
+            await wait_for_workers(client)
+            handle = await client.start(flows.listener, "bench", samples)
+            sent = []
+            for i in range(samples):
+                while True:
+                    try:
+                        t0 = time.time()
+                        await client.resume_hook("bench", i)
+                        break
+                    except rw.HookNotFound:
+                        await anyio.sleep(0.01)
+                sent.append(t0)
+                await anyio.sleep(0.02)
+            stamps = await handle.result(timeout=60)
+            return [(stamp - t0) * 1000 for stamp, t0 in zip(stamps, sent, strict=True)]
+    finally:
+        stop_workers(procs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -101,12 +127,10 @@ def main() -> None:
             )
             rows.append((f"{options.runs} five-step runs, {count} worker(s)", f"{rate:.0f} runs/s"))
         lat = anyio.run(wake_up_latency, Path(tmp) / "lat.db", options.samples, options.synchronous)
-        p95 = statistics.quantiles(lat, n=20)[18]
+        rows.append(("run ends in a worker -> client result() (median / p95)", _spread(lat)))
+        lat = anyio.run(resume_latency, Path(tmp) / "hook.db", options.samples, options.synchronous)
         rows.append(
-            (
-                "run ends in a worker -> client result() (median / p95)",
-                f"{statistics.median(lat):.1f} / {p95:.1f} ms",
-            )
+            ("resume_hook in client -> workflow continues in worker (median / p95)", _spread(lat))
         )
     print(
         f"runwright processes benchmark: synchronous={options.synchronous}, "
@@ -117,6 +141,11 @@ def main() -> None:
     print(f"{'-' * width}  ------")
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
+
+
+def _spread(latencies: list[float]) -> str:
+    p95 = statistics.quantiles(latencies, n=20)[18]
+    return f"{statistics.median(latencies):.1f} / {p95:.1f} ms"
 
 
 if __name__ == "__main__":

@@ -136,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.set_defaults(handler=_cancel_command)
 
+    hooks = commands.add_parser("hooks", help="deliver payloads to hooks")
+    hook_actions = hooks.add_subparsers(metavar="ACTION", required=True)
+    resume = hook_actions.add_parser(
+        "resume",
+        parents=[db],
+        help="deliver a payload to the live hook holding TOKEN",
+        description="Deliver a JSON payload to the live hook holding TOKEN.",
+    )
+    resume.add_argument("token", metavar="TOKEN")
+    resume.add_argument(
+        "--data", default="null", metavar="JSON", help="the payload, as JSON (default: null)"
+    )
+    resume.set_defaults(handler=_resume_command)
+
     worker = commands.add_parser(
         "worker",
         parents=[db],
@@ -165,6 +179,23 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     worker.set_defaults(handler=_worker_command)
     return parser
+
+
+def _resume_command(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise _CommandError(f"--data is not valid JSON: {exc}") from None
+    path = _db_path(args.db)
+    _connect_read_only(path).close()  # a missing or foreign file is an error, not a new journal
+
+    async def resume() -> None:
+        async with Runtime(path, execute=False) as runtime:
+            await runtime.resume_hook(args.token, payload)
+
+    anyio.run(resume)
+    print(f"delivered to {args.token}")
+    return 0
 
 
 def _worker_command(args: argparse.Namespace) -> int:

@@ -88,7 +88,11 @@ __all__ = [
 
 log = logging.getLogger("runwright")
 
-_COMMAND_KINDS = {Kind.STEP_SCHEDULED: "step", Kind.WAIT_CREATED: "sleep", Kind.HOOK_CREATED: "hook"}
+_COMMAND_KINDS = {
+    Kind.STEP_SCHEDULED: "step",
+    Kind.WAIT_CREATED: "sleep",
+    Kind.HOOK_CREATED: "hook",
+}
 _RESOLUTION_KINDS = RESOLUTION_KINDS
 _REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | {Kind.HOOK_DISPOSED}
 _PROBLEM_KINDS: dict[type[Exception], str] = {
@@ -465,7 +469,8 @@ class RunActor:
             if event.cid is None:
                 continue
             if event.kind == Kind.HOOK_CREATED:
-                assert event.payload is not None and event.name is not None
+                assert event.payload is not None
+                assert event.name is not None
                 generated = self.sup.codec.decode(event.payload)
                 tokens[event.cid] = event.name
                 recorded[event.cid] = ("hook", "" if generated else event.name)

@@ -41,8 +41,8 @@ import attrs
 from .._exceptions import EncodeError, NonDeterminismError, RunwrightError
 
 __all__ = [
-    "Failure",
     "HOOK_ENDED",
+    "Failure",
     "GroupRequest",
     "HookCommand",
     "HookDisposeCommand",

@@ -1,13 +1,14 @@
 """The journal's tables, and the check that a file is a runwright journal.
 
-``hooks`` holds the live hooks only (a token is unique among them and free
-again once its hook is disposed or its run ends). ``events`` is the append-only log: every fact about a run, ordered by ``seq``.
+``events`` is the append-only log: every fact about a run, ordered by ``seq``.
 ``runs``, ``steps`` and ``waits`` are materialized from it for queries and for
 conditional writes (claims); they are only ever written in the same
 transaction as the event that changes them. ``run_problems`` is not part of
 the journal: it holds the last error that stopped a run from advancing (an
 unknown workflow, non-deterministic code) so that other processes can show
-it, and it is cleared when the run advances again.
+it, and it is cleared when the run advances again. ``hooks`` holds the live
+hooks only: a token is unique among them and free again once its hook is
+disposed or its run ends.
 """
 
 from __future__ import annotations

@@ -408,7 +408,7 @@ class _Request:
 
 #: Seconds between ``data_version`` polls while the database changes, and at most when idle.
 _WATCH_BUSY = 0.001
-_WATCH_IDLE = 0.01
+_WATCH_IDLE = 0.004
 
 
 def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:

@@ -155,3 +155,35 @@ async def test_a_paused_worker_past_its_lease_records_nothing_twice(workers: Wor
         values = await results(handles, timeout=60)
     assert values == [worker_flows.expected(i) for i in range(60)]
     assert_each_step_completed_once(workers.db, [h.id for h in handles])
+
+
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runwright._cli", *args, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_a_hook_resumed_from_a_separate_process(workers: Workers):
+    workers.start(1)
+    async with rw.Runtime(workers.db, execute=False, synchronous="NORMAL") as client:
+        handle = await client.start(worker_flows.approval, "o-7")
+        with anyio.fail_after(30):
+            while True:
+                done = await anyio.to_thread.run_sync(
+                    cli, workers.db, "hooks", "resume", "approve:o-7", "--data", '{"by": "cli"}'
+                )
+                if done.returncode == 0:
+                    break
+                assert "no live hook" in done.stderr, done.stderr
+                await anyio.sleep(0.01)
+        assert await handle.result(timeout=30) == "approved by cli"
+    missing = cli(workers.db, "hooks", "resume", "approve:o-7")
+    assert missing.returncode == 1
+    assert "no live hook has the token 'approve:o-7'" in missing.stderr
+    bad = cli(workers.db, "hooks", "resume", "t", "--data", "{nope")
+    assert bad.returncode == 1
+    assert "not valid JSON" in bad.stderr

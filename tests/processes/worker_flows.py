@@ -42,3 +42,9 @@ async def five(start: int) -> int:
 
 def expected(start: int) -> int:
     return start + sum(i * i for i in range(5))
+
+
+@rw.workflow(name="workers.approval")
+async def approval(order_id: str) -> str:
+    decision = await rw.hook(token=f"approve:{order_id}")
+    return f"approved by {decision['by']}"
