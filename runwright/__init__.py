@@ -23,6 +23,7 @@ from ._definitions import StepDefinition as StepDefinition
 from ._definitions import WorkflowDefinition as WorkflowDefinition
 from ._definitions import step as step
 from ._definitions import workflow as workflow
+from ._exceptions import Cancelled as Cancelled
 from ._exceptions import CodecError as CodecError
 from ._exceptions import DatabaseLocked as DatabaseLocked
 from ._exceptions import DecodeError as DecodeError
@@ -55,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "Cancelled",
     "Codec",
     "CodecError",
     "DatabaseLocked",

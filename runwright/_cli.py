@@ -679,8 +679,13 @@ def _cancel_command(args: argparse.Namespace) -> int:
     before, after = anyio.run(cancel)
     if before.is_terminal:
         print(f"{run_id} {after.value} (it had already ended; nothing was cancelled)")
-    else:
+    elif after.is_terminal:
         print(f"{run_id} {after.value}")
+    else:
+        print(
+            f"{run_id} cancel requested: the process that drives it raises rw.Cancelled "
+            "in its workflow, which may clean up, and the run ends cancelled"
+        )
     return 0
 
 

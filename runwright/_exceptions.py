@@ -19,6 +19,7 @@
         ├── RunFailed              the run's workflow raised; carries the recorded error
         ├── RunCancelled           the run was cancelled
         ├── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
+        ├── Cancelled              raised inside a workflow when its run is cancelled
         ├── HookConflict           a live hook already holds that token (raised in the workflow)
         └── HookNotFound           no live hook has that token (raised by resume_hook)
 
@@ -29,6 +30,7 @@ Errors carry the context a caller needs as attributes (``run_id``, ``step``,
 from __future__ import annotations
 
 __all__ = [
+    "Cancelled",
     "CodecError",
     "DatabaseLocked",
     "DecodeError",
@@ -267,3 +269,15 @@ class HookNotFound(RunwrightError):
     def __init__(self, token: str) -> None:
         super().__init__(f"no live hook has the token {token!r}; nothing was delivered")
         self.token = token
+
+
+class Cancelled(RunwrightError):
+    """Raised inside a workflow body, at the await it was blocked on, when its run is cancelled.
+
+    The body may catch it (or use ``finally``) to run cleanup steps; whatever
+    it does, the run then ends CANCELLED.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id

@@ -191,6 +191,7 @@ class RunActor:
         self.waiting: dict[int, float] = {}
         self.pending_commands: dict[int, Command] = {}
         self.disposed_hooks: set[int] = set()
+        self.cancelling = False
         self.finishing: Outcome | None = None
         self.done = False
         self.activating = False
@@ -250,6 +251,8 @@ class RunActor:
 
     def run_end(self, outcome: Outcome) -> RunEnd:
         codec = self.sup.codec
+        if self.cancelling:
+            return RunEnd("cancelled", codec.encode(None))
         if isinstance(outcome, Value):
             try:
                 return RunEnd("completed", codec.encode(outcome.value))
@@ -412,6 +415,7 @@ class RunActor:
                 if wait is not None and wait.status == "pending" and cid not in self.waiting:
                     self.waiting[cid] = wait.wake_at
                     self.sup.add_timer(wait.wake_at, self.run_id, cid)
+        self._cancel_abandoned_steps()
         if self.finishing is not None and not self.in_flight:
             await self._write([], [], self.sup.clock.now())
         if self.sup.cache_runs == 0:
@@ -492,7 +496,7 @@ class RunActor:
 
         collect(interpreter.start())
         for event in self.log:
-            if event.kind in _RESOLUTION_KINDS and event.cid is not None:
+            if event.kind in _RESOLUTION_KINDS:
                 collect(self._apply_event(interpreter, event))
         self.sup.touch(self)
         if interpreter.outcome is not None and self.finishing is None:
@@ -503,6 +507,8 @@ class RunActor:
 
     def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
         """Apply one journaled outcome to *interpreter*; return the commands that follow."""
+        if event.kind == Kind.CANCEL_REQUESTED:
+            return self._cancel(interpreter, event.at)
         assert event.cid is not None
         if event.kind == Kind.HOOK_RECEIVED:
             assert event.payload is not None
@@ -512,6 +518,18 @@ class RunActor:
             error = HookConflict(event.name or "")
             return interpreter.fail_hook(event.cid, error, event.at)
         return interpreter.resolve(event.cid, self._outcome_of(event), event.at)
+
+    def _cancel(self, interpreter: Interpreter, at: float) -> list[Command]:
+        self.cancelling = True
+        return interpreter.cancel(at)
+
+    def _cancel_abandoned_steps(self) -> None:
+        """After a cancel, stop the steps the workflow no longer waits for."""
+        interpreter = self.interpreter
+        if not self.cancelling or interpreter is None:
+            return
+        for cid in [cid for cid in self.in_flight if cid not in interpreter.pending]:
+            self.in_flight.pop(cid).cancel()
 
     def _outcome_of(self, event: Event) -> Outcome:
         if event.kind == Kind.WAIT_COMPLETED:
@@ -554,9 +572,6 @@ class RunActor:
 
     async def _activate(self, batch: list[Message]) -> None:
         at = self.sup.clock.now()
-        if any(isinstance(m, CancelRequested) for m in batch):
-            await self._cancel(at)
-            return
         if any(isinstance(m, JournalChanged) for m in batch):
             await self._apply(batch, at)
             if not self.done:
@@ -593,6 +608,13 @@ class RunActor:
                     continue
                 ends.append(_fire_wait(self.run_id, message.cid, at))
                 outcome = Value(None)
+            elif isinstance(message, CancelRequested):
+                if self.cancelling:
+                    continue
+                ends.append(_request_cancel(self.run_id, at))
+                if interpreter is not None and self.finishing is None:
+                    commands += self._cancel(interpreter, at)
+                continue
             else:
                 continue
             if interpreter is not None and self.finishing is None:
@@ -606,6 +628,7 @@ class RunActor:
             events = await self._write_or_follow(ends, commands, at)
             if events is None or self.done or interpreter is None:
                 return
+            self._cancel_abandoned_steps()
             for event in events:
                 if event.kind == Kind.STEP_COMPLETED:
                     for cid, value, size in resolved:
@@ -707,17 +730,6 @@ class RunActor:
         for scope in self.in_flight.values():
             scope.cancel()
         self.in_flight.clear()
-
-    async def _cancel(self, at: float) -> None:
-        self.cancel_steps()
-        end = RunEnd("cancelled", self.sup.codec.encode(None))
-        run_id = self.run_id
-        finished = await self.sup.journal.write(
-            lambda tx: tx.finish_run(run_id, "cancelled", at, outcome=end.outcome)
-        )
-        self.done = True
-        if finished:
-            self.sup.finished(self, end)
 
     # -- steps and timers --------------------------------------------------------
 
@@ -871,6 +883,10 @@ def _end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], objec
     return lambda tx: tx.fail_step(
         run_id, message.cid, message.name, message.attempt, message.payload, at
     )
+
+
+def _request_cancel(run_id: str, at: float) -> Callable[[Tx], object]:
+    return lambda tx: tx.request_cancel(run_id, at) == "requested"
 
 
 def _fire_wait(run_id: str, cid: int, at: float) -> Callable[[Tx], object]:

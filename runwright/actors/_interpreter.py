@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import attrs
 
-from .._exceptions import EncodeError, NonDeterminismError, RunwrightError
+from .._exceptions import Cancelled, EncodeError, NonDeterminismError, RunwrightError
 
 __all__ = [
     "HOOK_ENDED",
@@ -248,6 +248,7 @@ class Interpreter:
         self._main: _Fiber | None = None
         self._broken = False
         self._hooks: dict[int, _HookState] = {}
+        self._cancelled = False
         self._hook_tokens = hook_tokens or {}
 
     @property
@@ -286,6 +287,34 @@ class Interpreter:
         if fiber is None or fiber.finished:
             return []
         self._ready.append((fiber, outcome))
+        return self._run()
+
+    # -- cancellation --------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self, at: float) -> list[Command]:
+        """The run was cancelled: raise Cancelled in the body where it waits.
+
+        Every other fiber (what a gather or race was waiting for) is closed,
+        so nothing it awaited is pending any more; the body may catch the
+        error and run cleanup steps, which are issued as usual.
+        """
+        if self._cancelled or self.outcome is not None or self._main is None:
+            return []
+        self._cancelled = True
+        self.now = max(self.now, at)
+        main = self._main
+        for fiber in list(self._fibers):
+            if fiber is not main:
+                self._close(fiber)
+        self.pending.clear()
+        for state in self._hooks.values():
+            state.waiters.clear()
+        self._ready = deque(item for item in self._ready if item[0] is main)
+        self._ready.append((main, Failure(Cancelled(self.run_id))))
         return self._run()
 
     # -- hooks ---------------------------------------------------------------------
@@ -477,9 +506,20 @@ class Interpreter:
             self._ready.append((group.owner, Value(group.results)))
 
     def _close(self, fiber: _Fiber) -> None:
+        """Close a fiber's coroutine without letting it do anything.
+
+        Closing runs the body's ``finally`` blocks. With this interpreter
+        current, a step awaited there only yields a request (which ends the
+        close with a RuntimeError, suppressed) instead of running the step
+        for real, and whatever it issues is discarded.
+        """
         fiber.finished = True
         self._fibers.discard(fiber)
-        # RuntimeError: the body awaited inside a ``finally`` while being closed;
-        # nothing it asks for then can be honoured, and the journal is unaffected.
-        with contextlib.suppress(RuntimeError):
-            fiber.coro.close()
+        commands, next_cid = self._commands, self._next_cid
+        token = current_interpreter.set(self)
+        try:
+            with contextlib.suppress(RuntimeError):
+                fiber.coro.close()
+        finally:
+            current_interpreter.reset(token)
+            self._commands, self._next_cid = commands, next_cid

@@ -200,9 +200,12 @@ class Supervisor:
         renew = functools.partial(
             Tx.renew_leases, owner=self.owner, lease_expires_at=self._lease_until()
         )
+        # Only actors that existed before the renewal: a run claimed while it
+        # was being written is ours but not in *owned*.
+        before = dict(self.actors)
         owned = await self.journal.write(renew)
-        for run_id, actor in list(self.actors.items()):
-            if run_id not in owned and not actor.done:
+        for run_id, actor in before.items():
+            if run_id not in owned and not actor.done and self.actors.get(run_id) is actor:
                 actor.stop_driving()
 
     # -- runs ----------------------------------------------------------------------
@@ -449,23 +452,18 @@ class Supervisor:
         if actor is not None and not actor.done:
             await actor.deliver(JournalChanged())
 
-    async def cancel(self, run_id: str) -> bool:
-        """Cancel a run: its actor here cancels running steps; otherwise a direct write."""
+    async def cancel(self, run_id: str) -> None:
+        """Ask a run to cancel; whichever process drives it raises Cancelled in its body."""
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
             await actor.deliver(CancelRequested())
-            return True
+            return
         at = self.clock.now()
-        encoded = self.codec.encode(None)
-        cancelled: bool = await self.journal.write(
-            lambda tx: tx.finish_run(run_id, "cancelled", at, outcome=encoded)
-        )
-        if cancelled:
-            waiter = self._waiters.get(run_id)
-            if waiter is not None:
-                waiter.end = RunEnd("cancelled", encoded)
-                waiter.event.set()
-        return cancelled
+        answer = await self.journal.write(lambda tx: tx.request_cancel(run_id, at))
+        if answer == "unknown":
+            raise RunNotFound(run_id)
+        if answer == "finished":
+            self.poke(run_id)
 
     async def wait(self, run_id: str, timeout: float | None) -> RunEnd:
         """Wait for a run to end: woken directly when it ends here, else by polling."""

@@ -27,6 +27,7 @@ class Kind:
     HOOK_RECEIVED = "hook_received"
     HOOK_CONFLICT = "hook_conflict"
     HOOK_DISPOSED = "hook_disposed"
+    CANCEL_REQUESTED = "cancel_requested"
 
 
 #: Events that deliver an outcome to a waiting workflow: their order is replay order.
@@ -37,6 +38,7 @@ RESOLUTION_KINDS = frozenset(
         Kind.WAIT_COMPLETED,
         Kind.HOOK_RECEIVED,
         Kind.HOOK_CONFLICT,
+        Kind.CANCEL_REQUESTED,
     }
 )
 

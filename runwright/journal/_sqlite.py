@@ -262,6 +262,26 @@ class Tx:
         self.clear_problem(run_id)
         return True
 
+    def request_cancel(self, run_id: str, at: float) -> str:
+        """Ask a run to cancel: "requested" (its driver will), "finished" (a run nobody
+        started ends now), "already" (asked before), "ended" or "unknown"."""
+        row = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return "unknown"
+        if row[0] in ("completed", "failed", "cancelled"):
+            return "ended"
+        if row[0] == "pending":
+            self.finish_run(run_id, "cancelled", at, outcome=None)
+            return "finished"
+        asked = self._conn.execute(
+            "SELECT 1 FROM events WHERE run_id = ? AND kind = ? LIMIT 1",
+            (run_id, Kind.CANCEL_REQUESTED),
+        ).fetchone()
+        if asked is not None:
+            return "already"
+        self.append(run_id, Kind.CANCEL_REQUESTED, at)
+        return "requested"
+
     def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO run_problems (run_id, kind, message, at) VALUES (?, ?, ?, ?)",
