@@ -677,6 +677,9 @@ class RunActor:
         if not self.activating:
             self.drop_interpreter()
         self.sup.forget(self)
+        # Should the lease still be ours after all, free it so the run is not
+        # left held by a process that no longer drives it.
+        self.sup.spawn(self.sup.release_run, self.run_id)
 
     async def follow_journal(self) -> None:
         """Someone else moved the run on: follow the journal, or stop if the run ended."""

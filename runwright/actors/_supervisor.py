@@ -174,6 +174,11 @@ class Supervisor:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
+    async def release_run(self, run_id: str) -> None:
+        owner = self.owner
+        if await self.journal.write(lambda tx: tx.release_run(run_id, owner)):
+            self.request_scan()
+
     async def release(self) -> None:
         owner = self.owner
         await self.journal.write(lambda tx: tx.release_runs(owner))
