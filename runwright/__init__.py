@@ -5,6 +5,7 @@ Workflows are ``async def`` functions decorated with ``@rw.workflow`` that call
 SQLite, so a run survives crashes and restarts and resumes where it stopped.
 """
 
+from ._context import ChildHandle as ChildHandle
 from ._context import Hook as Hook
 from ._context import RunInfo as RunInfo
 from ._context import StepInfo as StepInfo
@@ -16,6 +17,7 @@ from ._context import random as random
 from ._context import run_info as run_info
 from ._context import sleep as sleep
 from ._context import sleep_until as sleep_until
+from ._context import start_child as start_child
 from ._context import step_info as step_info
 from ._context import uuid4 as uuid4
 from ._definitions import Backoff as Backoff
@@ -57,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backoff",
     "Cancelled",
+    "ChildHandle",
     "Codec",
     "CodecError",
     "DatabaseLocked",
@@ -97,6 +100,7 @@ __all__ = [
     "run_info",
     "sleep",
     "sleep_until",
+    "start_child",
     "step",
     "step_info",
     "uuid4",

@@ -20,14 +20,17 @@ import attrs
 from ._exceptions import NotInWorkflowError, RunwrightError
 from .actors._interpreter import (
     HOOK_ENDED,
+    ChildResult,
     GroupRequest,
     HookReceive,
     Interpreter,
     SleepRequest,
+    StartChildRequest,
     current_interpreter,
 )
 
 __all__ = [
+    "ChildHandle",
     "Hook",
     "RunInfo",
     "StepInfo",
@@ -39,6 +42,7 @@ __all__ = [
     "run_info",
     "sleep",
     "sleep_until",
+    "start_child",
     "step_info",
     "uuid4",
 ]
@@ -190,6 +194,54 @@ def hook(token: str | None = None) -> Hook:
         raise ValueError(f"a hook token must be a non-empty string, got {token!r}")
     cid, token = interpreter.create_hook(token)
     return Hook(interpreter, cid, token)
+
+
+class ChildHandle:
+    """A child run started by :func:`start_child`."""
+
+    __slots__ = ("_cid", "id")
+
+    def __init__(self, cid: int, run_id: str) -> None:
+        self._cid = cid
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<runwright child run {self.id}>"
+
+    def result(self) -> Awaitable[Any]:
+        """The child's return value; raises rw.RunFailed or rw.RunCancelled as it ended.
+
+        The parent waits through its own journal (the child's end is written
+        there in the same transaction), not by polling the child.
+        """
+        return ChildResult(self._cid)
+
+
+def start_child(workflow: Any, /, *args: Any, **kwargs: Any) -> Awaitable[ChildHandle]:
+    """Start *workflow* as a child run of this one; journaled, so replay starts no second child.
+
+    Cancelling the parent cancels its children.
+    """
+    from ._definitions import WorkflowDefinition
+
+    interpreter = _interpreter("rw.start_child()")
+    if not isinstance(workflow, WorkflowDefinition):
+        raise TypeError(f"rw.start_child() needs an @rw.workflow, got {workflow!r}")
+    workflow.check_args(args, kwargs)
+    codec = interpreter.info.codec
+    request = StartChildRequest(
+        workflow.name,
+        workflow,
+        args,
+        kwargs,
+        lambda: workflow.encode_args(codec, args, kwargs),
+    )
+
+    async def start() -> ChildHandle:
+        cid, run_id = await request
+        return ChildHandle(cid, run_id)
+
+    return start()
 
 
 def now() -> dt.datetime:

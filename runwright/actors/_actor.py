@@ -52,6 +52,8 @@ from .._exceptions import (
     JournalError,
     NonDeterminismError,
     RetryableError,
+    RunCancelled,
+    RunFailed,
     StepFailed,
     UnknownWorkflowError,
 )
@@ -59,6 +61,7 @@ from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import RESOLUTION_KINDS, Event, Kind
 from ..journal._sqlite import RunRow, StepRow, Tx, WaitRow, events_of, steps_of, waits_of
 from ._interpreter import (
+    ChildCommand,
     Command,
     Failure,
     HookCommand,
@@ -92,6 +95,7 @@ _COMMAND_KINDS = {
     Kind.STEP_SCHEDULED: "step",
     Kind.WAIT_CREATED: "sleep",
     Kind.HOOK_CREATED: "hook",
+    Kind.CHILD_STARTED: "child",
 }
 _RESOLUTION_KINDS = RESOLUTION_KINDS
 _REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | {Kind.HOOK_DISPOSED}
@@ -192,6 +196,7 @@ class RunActor:
         self.pending_commands: dict[int, Command] = {}
         self.disposed_hooks: set[int] = set()
         self.cancelling = False
+        self.children: set[str] = set()
         self.finishing: Outcome | None = None
         self.done = False
         self.activating = False
@@ -239,6 +244,17 @@ class RunActor:
             elif isinstance(command, HookCommand):
                 generated = codec.encode(command.generated)
                 tx.create_hook(self.run_id, command.cid, command.token, generated, at)
+            elif isinstance(command, ChildCommand):
+                tx.start_child(
+                    self.run_id,
+                    command.cid,
+                    command.child_id,
+                    command.name,
+                    command.encoded_args,
+                    at,
+                    owner=self.sup.owner,
+                    lease_expires_at=self.sup.lease_until(),
+                )
             elif command.cid not in self.disposed_hooks:
                 tx.dispose_hook(self.run_id, command.cid, at)
 
@@ -480,6 +496,9 @@ class RunActor:
                 recorded[event.cid] = ("hook", "" if generated else event.name)
             elif event.kind == Kind.HOOK_DISPOSED:
                 self.disposed_hooks.add(event.cid)
+            elif event.kind == Kind.CHILD_STARTED:
+                self.children.add(f"{self.run_id}.{event.cid}")
+                recorded[event.cid] = ("child", event.name or "")
             elif (kind := _COMMAND_KINDS.get(event.kind)) is not None:
                 recorded[event.cid] = (kind, event.name or kind)
         interpreter = self.new_interpreter(recorded, tokens)
@@ -517,7 +536,33 @@ class RunActor:
         if event.kind == Kind.HOOK_CONFLICT:
             error = HookConflict(event.name or "")
             return interpreter.fail_hook(event.cid, error, event.at)
+        if event.kind == Kind.CHILD_COMPLETED:
+            outcome = self._child_outcome(f"{self.run_id}.{event.cid}", event)
+            return interpreter.deliver_child(event.cid, outcome, event.at)
         return interpreter.resolve(event.cid, self._outcome_of(event), event.at)
+
+    def _child_outcome(self, child_id: str, event: Event) -> Outcome:
+        if event.name == "completed":
+            assert event.payload is not None
+            return Value(self.sup.codec.decode(event.payload))
+        if event.name == "cancelled":
+            return Failure(RunCancelled(child_id))
+        info: Any = self.sup.codec.decode(event.payload) if event.payload else {}
+        error = RunFailed(
+            child_id,
+            str(info.get("type", "?")),
+            str(info.get("message", "")),
+            str(info.get("traceback") or ""),
+        )
+        error.__cause__ = rebuild_exception(info) if isinstance(info, dict) else None
+        return Failure(error)
+
+    def notify_children(self) -> None:
+        """Children run here see the cancel the parent's write recorded for them."""
+        for child_id in self.children:
+            child = self.sup.actors.get(child_id)
+            if child is not None and not child.done:
+                self.sup.spawn(child.deliver, JournalChanged())
 
     def _cancel(self, interpreter: Interpreter, at: float) -> list[Command]:
         self.cancelling = True
@@ -626,6 +671,8 @@ class RunActor:
             if not ends and not commands and not ending:
                 break
             events = await self._write_or_follow(ends, commands, at)
+            if self.cancelling:
+                self.notify_children()
             if events is None or self.done or interpreter is None:
                 return
             self._cancel_abandoned_steps()
@@ -745,6 +792,9 @@ class RunActor:
                 wake_at = self.wake_at(command, at)
                 self.waiting[command.cid] = wake_at
                 self.sup.add_timer(wake_at, self.run_id, command.cid)
+            elif isinstance(command, ChildCommand):
+                self.children.add(command.child_id)
+                self.sup.adopt(command.child_id)
 
     def _start_step(
         self,

@@ -42,6 +42,8 @@ from .._exceptions import Cancelled, EncodeError, NonDeterminismError, Runwright
 
 __all__ = [
     "HOOK_ENDED",
+    "ChildCommand",
+    "ChildResult",
     "Failure",
     "GroupRequest",
     "HookCommand",
@@ -51,6 +53,7 @@ __all__ = [
     "Outcome",
     "SleepCommand",
     "SleepRequest",
+    "StartChildRequest",
     "StepCommand",
     "StepRequest",
     "Value",
@@ -113,6 +116,30 @@ class HookReceive:
         return (yield self)
 
 
+@attrs.frozen(eq=False)
+class StartChildRequest:
+    """Start a child run of *definition*; resumes at once with the child's position."""
+
+    name: str
+    definition: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    encode_args: Callable[[], bytes]
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
+@attrs.frozen(eq=False)
+class ChildResult:
+    """The outcome of the child started at position *cid*."""
+
+    cid: int
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
 #: What a HookReceive gets when its hook is disposed and no payload is left.
 HOOK_ENDED = object()
 
@@ -168,13 +195,27 @@ class HookCommand:
 
 
 @attrs.frozen
+class ChildCommand:
+    """Start child run *child_id* (derived from the parent's id and *cid*)."""
+
+    cid: int
+    name: str
+    child_id: str
+    encoded_args: bytes
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("child", self.name)
+
+
+@attrs.frozen
 class HookDisposeCommand:
     """Dispose hook *cid* (not a position of its own: the hook's cid names it)."""
 
     cid: int
 
 
-Command = StepCommand | SleepCommand | HookCommand | HookDisposeCommand
+Command = StepCommand | SleepCommand | HookCommand | HookDisposeCommand | ChildCommand
 
 
 def describe(label: tuple[str, str]) -> str:
@@ -183,7 +224,15 @@ def describe(label: tuple[str, str]) -> str:
         return f"step {name!r}"
     if kind == "hook":
         return f"hook {name!r}" if name else "hook (generated token)"
+    if kind == "child":
+        return f"child workflow {name!r}"
     return kind
+
+
+@attrs.define(eq=False)
+class _ChildState:
+    outcome: Outcome | None = None
+    waiters: deque[_Fiber] = attrs.field(factory=deque)
 
 
 @attrs.define(eq=False)
@@ -248,6 +297,7 @@ class Interpreter:
         self._main: _Fiber | None = None
         self._broken = False
         self._hooks: dict[int, _HookState] = {}
+        self._children: dict[int, _ChildState] = {}
         self._cancelled = False
         self._hook_tokens = hook_tokens or {}
 
@@ -443,6 +493,17 @@ class Interpreter:
             self._group(fiber, request)
         elif isinstance(request, HookReceive):
             self._receive(fiber, request.cid)
+        elif isinstance(request, StartChildRequest):
+            self._start_child(fiber, request)
+        elif isinstance(request, ChildResult):
+            child = self._children.get(request.cid)
+            if child is None:
+                error = RunwrightError("child.result() needs a child started by this run")
+                self._ready.append((fiber, Failure(error)))
+            elif child.outcome is not None:
+                self._ready.append((fiber, child.outcome))
+            else:
+                child.waiters.append(fiber)
         else:
             error = RunwrightError(
                 f"a workflow body awaited {request!r}, which is not a runwright operation; "
@@ -461,6 +522,32 @@ class Interpreter:
         if fiber is not None:
             self.pending[cid] = fiber
         return cid
+
+    def _start_child(self, fiber: _Fiber, request: StartChildRequest) -> None:
+        try:
+            encoded = request.encode_args()
+        except EncodeError as exc:
+            self._ready.append((fiber, Failure(exc)))
+            return
+        cid = self._issue(None, ("child", request.name))
+        child_id = f"{self.run_id}.{cid}"
+        self._children[cid] = _ChildState()
+        self._commands.append(ChildCommand(cid, request.name, child_id, encoded))
+        self._ready.append((fiber, Value((cid, child_id))))
+
+    def deliver_child(self, cid: int, outcome: Outcome, at: float) -> list[Command]:
+        """The child started at *cid* ended with *outcome* (in the parent's journal order)."""
+        child = self._children.get(cid)
+        if cid >= self._next_cid or child is None:
+            self._broken = True
+            raise NonDeterminismError(
+                self.run_id, cid, "a child's outcome for it", "no child at that position"
+            )
+        self.now = max(self.now, at)
+        child.outcome = outcome
+        while child.waiters:
+            self._ready.append((child.waiters.popleft(), outcome))
+        return self._run()
 
     def _receive(self, fiber: _Fiber, cid: int) -> None:
         state = self._hooks[cid]

@@ -183,6 +183,14 @@ class Supervisor:
         owner = self.owner
         await self.journal.write(lambda tx: tx.release_runs(owner))
 
+    def lease_until(self) -> float:
+        return self._lease_until()
+
+    def adopt(self, run_id: str) -> None:
+        """Drive a run this process just created and owns (a child run)."""
+        if run_id not in self.actors:
+            self.spawn(self._resume, run_id)
+
     def _lease_until(self) -> float:
         return time.time() + self.lease_seconds
 
@@ -413,6 +421,11 @@ class Supervisor:
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
+        parent_id, dot, _ = actor.run_id.rpartition(".")
+        parent = self.actors.get(parent_id) if dot else None
+        if parent is not None and not parent.done:
+            # The child's end is in the parent's journal already; let it look.
+            self.spawn(parent.deliver, JournalChanged())
         if self._backlog:
             self.request_scan()
         self._recent_ends[actor.run_id] = end

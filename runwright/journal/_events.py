@@ -28,6 +28,8 @@ class Kind:
     HOOK_CONFLICT = "hook_conflict"
     HOOK_DISPOSED = "hook_disposed"
     CANCEL_REQUESTED = "cancel_requested"
+    CHILD_STARTED = "child_started"
+    CHILD_COMPLETED = "child_completed"
 
 
 #: Events that deliver an outcome to a waiting workflow: their order is replay order.
@@ -39,6 +41,7 @@ RESOLUTION_KINDS = frozenset(
         Kind.HOOK_RECEIVED,
         Kind.HOOK_CONFLICT,
         Kind.CANCEL_REQUESTED,
+        Kind.CHILD_COMPLETED,
     }
 )
 

@@ -50,8 +50,11 @@ CREATE TABLE runs (
     lease_expires_at REAL,
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
-    finished_at      REAL
+    finished_at      REAL,
+    parent_run_id    TEXT,
+    parent_cid       INTEGER
 );
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
 CREATE INDEX runs_by_owner ON runs (owner) WHERE owner IS NOT NULL;

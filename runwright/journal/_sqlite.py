@@ -161,6 +161,32 @@ class Tx:
         self.append(run_id, Kind.RUN_CREATED, at, name=workflow, payload=args)
         return None
 
+    def start_child(
+        self,
+        parent_run_id: str,
+        cid: int,
+        child_run_id: str,
+        workflow: str,
+        args: bytes,
+        at: float,
+        *,
+        owner: str | None,
+        lease_expires_at: float | None,
+    ) -> None:
+        """Create a child run and record it at position *cid* of its parent."""
+        self.create_run(
+            child_run_id, workflow, args, at, key=None, owner=owner,
+            lease_expires_at=lease_expires_at,
+        )  # fmt: skip
+        self._conn.execute(
+            "UPDATE runs SET parent_run_id = ?, parent_cid = ? WHERE run_id = ?",
+            (parent_run_id, cid, child_run_id),
+        )
+        self.append(
+            parent_run_id, Kind.CHILD_STARTED, at, cid=cid, name=workflow,
+            payload=child_run_id.encode(),
+        )  # fmt: skip
+
     def claim_run(
         self, run_id: str, owner: str, lease_expires_at: float, now: float, *, steal_from: str = ""
     ) -> bool:
@@ -259,6 +285,15 @@ class Tx:
             (run_id,),
         )
         self._conn.execute("DELETE FROM hooks WHERE run_id = ?", (run_id,))
+        parent = self._conn.execute(
+            "SELECT parent_run_id, parent_cid FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if parent is not None and parent[0] is not None:
+            # The parent learns through its own journal, in the same transaction.
+            self.append(
+                str(parent[0]), Kind.CHILD_COMPLETED, at, cid=int(parent[1]), name=status,
+                payload=outcome,
+            )  # fmt: skip
         self.clear_problem(run_id)
         return True
 
@@ -280,6 +315,12 @@ class Tx:
         if asked is not None:
             return "already"
         self.append(run_id, Kind.CANCEL_REQUESTED, at)
+        children = self._conn.execute(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN ('pending', 'running')",
+            (run_id,),
+        ).fetchall()
+        for (child,) in children:
+            self.request_cancel(str(child), at)
         return "requested"
 
     def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
