@@ -695,9 +695,10 @@ class Journal:
 
         ``PRAGMA data_version`` changes whenever another connection commits;
         polling it costs a few microseconds. The poll runs every millisecond
-        while the database changes and backs off to ``_WATCH_IDLE`` when it
-        does not. Events inside the writer's own seq ranges are this
-        process's and are not reported.
+        while other processes write and backs off to ``_WATCH_IDLE`` when
+        they do not (this process's own commits do not speed it up). Events
+        inside the writer's own seq ranges are this process's and are not
+        reported.
         """
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         try:
@@ -709,14 +710,17 @@ class Journal:
                 if current == version:
                     delay = min(delay * 2, _WATCH_IDLE)
                     continue
-                version, delay = current, _WATCH_BUSY
+                version = current
                 with self._own_lock:
                     (newest,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
                     if _covered(self._own_ranges, last + 1, newest):
-                        # Only this process wrote since: nothing to read.
+                        # Only this process wrote since: nothing to read, and no
+                        # reason to look sooner than when idle.
                         last = newest
                         self._own_ranges = [(lo, hi) for lo, hi in self._own_ranges if hi > last]
+                        delay = min(delay * 2, _WATCH_IDLE)
                         continue
+                    delay = _WATCH_BUSY
                     rows = conn.execute(
                         "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (last,)
                     ).fetchall()
