@@ -81,63 +81,52 @@ Outcome = Value | Failure
 # -- requests: what awaitables yield to the interpreter ---------------------------
 
 
-@attrs.frozen(eq=False)
-class StepRequest:
-    """A step call; *encode_args* turns the arguments into journal bytes or raises."""
-
-    name: str
-    definition: Any
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    encode_args: Callable[[], bytes]
+class _Yields:
+    """Awaiting it hands the object itself to the interpreter, which sends the result back."""
 
     def __await__(self) -> Generator[Any, Any, Any]:
         return (yield self)
 
 
 @attrs.frozen(eq=False)
-class SleepRequest:
+class _Call(_Yields):
+    name: str
+    definition: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    encode_args: Callable[[], bytes]
+
+
+@attrs.frozen(eq=False)
+class StepRequest(_Call):
+    """A step call; *encode_args* turns the arguments into journal bytes or raises."""
+
+
+@attrs.frozen(eq=False)
+class StartChildRequest(_Call):
+    """Start a child run of *definition*; resumes at once with the child's position."""
+
+
+@attrs.frozen(eq=False)
+class SleepRequest(_Yields):
     """A durable sleep: *seconds* from when it is first journaled, or *until* (epoch)."""
 
     seconds: float | None
     until: float | None
 
-    def __await__(self) -> Generator[Any, Any, None]:
-        yield self
-
 
 @attrs.frozen(eq=False)
-class HookReceive:
+class HookReceive(_Yields):
     """The next payload of hook *cid* (HOOK_ENDED once it is disposed and drained)."""
 
     cid: int
 
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self)
-
 
 @attrs.frozen(eq=False)
-class StartChildRequest:
-    """Start a child run of *definition*; resumes at once with the child's position."""
-
-    name: str
-    definition: Any
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    encode_args: Callable[[], bytes]
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self)
-
-
-@attrs.frozen(eq=False)
-class ChildResult:
+class ChildResult(_Yields):
     """The outcome of the child started at position *cid*."""
 
     cid: int
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self)
 
 
 #: What a HookReceive gets when its hook is disposed and no payload is left.
@@ -145,12 +134,9 @@ HOOK_ENDED = object()
 
 
 @attrs.frozen(eq=False)
-class GroupRequest:
+class GroupRequest(_Yields):
     kind: Literal["gather", "race"]
     awaitables: tuple[Awaitable[Any], ...]
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self)
 
 
 # -- commands: what the interpreter asks its caller to carry out -------------------
