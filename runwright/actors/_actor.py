@@ -23,6 +23,15 @@ interpreter (``cache_runs``) the next activation replays from memory, using
 the hydration cache for decoded results, without re-reading the journal.
 A fresh actor (after a restart) reads the run's events once and replays.
 
+Other processes may write a run's events too (a hook payload, a cancel, a
+child's end, a takeover). An activation's write therefore records the step
+outcomes its claims won, but writes the commands that follow only if, in the
+same transaction, this process still owns the run, the run has no outcome
+the actor has not seen, and no command exists at those positions. Otherwise
+the actor follows the journal: it reads from its cursor and replays (or lets
+the run go). A hook payload, a cancel or a child's end written elsewhere
+reaches the actor as ``JournalChanged`` and is applied the same way.
+
 A step's attempts belong to its task: it claims each attempt with a
 conditional write, retries with backoff on the injectable clock, and posts
 only the final outcome to the actor. Losing a claim ends the task silently.

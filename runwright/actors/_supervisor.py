@@ -183,15 +183,13 @@ class Supervisor:
         owner = self.owner
         await self.journal.write(lambda tx: tx.release_runs(owner))
 
-    def lease_until(self) -> float:
-        return self._lease_until()
-
     def adopt(self, run_id: str) -> None:
         """Drive a run this process just created and owns (a child run)."""
         if run_id not in self.actors:
             self.spawn(self._resume, run_id)
 
-    def _lease_until(self) -> float:
+    def lease_until(self) -> float:
+        """When a lease taken or renewed now expires (wall-clock time: leases span processes)."""
         return time.time() + self.lease_seconds
 
     async def _lease_loop(self) -> None:
@@ -211,7 +209,7 @@ class Supervisor:
 
     async def renew(self) -> None:
         renew = functools.partial(
-            Tx.renew_leases, owner=self.owner, lease_expires_at=self._lease_until()
+            Tx.renew_leases, owner=self.owner, lease_expires_at=self.lease_until()
         )
         # Only actors that existed before the renewal: a run claimed while it
         # was being written is ours but not in *owned*.
@@ -238,7 +236,7 @@ class Supervisor:
         run_id = new_run_id()
         at = self.clock.now()
         owner = self.owner if self.execute else None
-        lease = self._lease_until() if self.execute else None
+        lease = self.lease_until() if self.execute else None
         actor = self._actor(run_id, definition, args, kwargs, at)
         commands: list[Any] = []
         end = None
@@ -324,7 +322,7 @@ class Supervisor:
         candidates = candidates[:room]
         if not candidates:
             return
-        me, until = self.owner, self._lease_until()
+        me, until = self.owner, self.lease_until()
         claimed: list[str] = await self.journal.write(
             lambda tx: [
                 run_id
