@@ -63,6 +63,7 @@ from ._actor import (
     TimerDue,
 )
 from ._hydration import HydrationCache
+from ._slots import StepSlots
 
 __all__ = ["Supervisor", "new_owner_id", "new_run_id"]
 
@@ -132,7 +133,7 @@ class Supervisor:
         self.lease_seconds = lease_seconds
         self.execute = execute
         self.max_concurrent_steps = max_concurrent_steps
-        self.step_limiter = anyio.CapacityLimiter(max_concurrent_steps)
+        self.step_limiter = StepSlots(max_concurrent_steps)
         self.hydration = HydrationCache(hydration_bytes)
         self.stopping = False
         self.actors: dict[str, RunActor] = {}
