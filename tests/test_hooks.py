@@ -191,3 +191,48 @@ async def test_hook_survives_a_restart(make_runtime: Callable[..., rw.Runtime]):
 def test_hook_outside_a_workflow():
     with pytest.raises(rw.NotInWorkflowError):
         rw.hook("x")
+
+
+body_runs = {"count": 0}
+
+
+@rw.workflow
+async def counts_its_runs(token: str, n: int) -> int:
+    body_runs["count"] += 1
+    total = 0
+    async for value in rw.hook(token=token):
+        total += await note_number(value)
+        if value == n:
+            break
+    return total
+
+
+@rw.step
+async def note_number(value: int) -> int:
+    return value
+
+
+async def test_payloads_reach_a_hot_run_without_replaying_it(
+    make_runtime: Callable[..., rw.Runtime], cache_runs: int
+):
+    body_runs["count"] = 0
+
+    async def steps_done() -> int:
+        rows = await owner.journal.read(
+            lambda c: c.execute("SELECT count(*) FROM steps WHERE status = 'completed'").fetchall()
+        )
+        return int(rows[0][0])
+
+    async with make_runtime() as owner, make_runtime(execute=False) as client:
+        handle = await owner.start(counts_its_runs, "hot", 10)
+        await resume_when_live(client, "hot", 1)
+        for value in range(2, 11):
+            with anyio.fail_after(10):
+                while await steps_done() < value - 1:  # noqa: ASYNC110 (polls the journal)
+                    await anyio.sleep(0.001)
+            await client.resume_hook("hot", value)
+        assert await handle.result(timeout=10) == 55
+    # Payloads applied to the suspended body as they come: one run of it. (With
+    # cache_runs=0 every activation replays by design.)
+    if cache_runs:
+        assert body_runs["count"] == 1

@@ -108,6 +108,8 @@ _COMMAND_KINDS = {
 }
 _RESOLUTION_KINDS = RESOLUTION_KINDS
 _REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | {Kind.HOOK_DISPOSED}
+#: New events that decide how an actor catches up with another process's writes.
+_FOLLOWED_KINDS = _REPLAY_KINDS | {Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
 _PROBLEM_KINDS: dict[type[Exception], str] = {
     NonDeterminismError: "non_determinism",
     DecodeError: "undecodable_payload",
@@ -628,7 +630,7 @@ class RunActor:
         at = self.sup.clock.now()
         if any(isinstance(m, JournalChanged) for m in batch):
             await self._apply(batch, at)
-            if not self.done:
+            if not self.done and not await self._take_foreign_outcomes():
                 await self.follow_journal()
             return
         await self._apply(batch, at)
@@ -673,6 +675,18 @@ class RunActor:
                 continue
             if interpreter is not None and self.finishing is None:
                 commands += interpreter.resolve(message.cid, outcome, at)
+        await self._write_all(interpreter, ends, commands, resolved, at)
+
+    async def _write_all(
+        self,
+        interpreter: Interpreter | None,
+        ends: list[Callable[[Tx], object]],
+        commands: list[Command],
+        resolved: list[tuple[int, object, int]],
+        at: float,
+    ) -> None:
+        """Write outcomes and the commands that follow, then whatever hook conflicts cause."""
+        self._cancel_abandoned_steps()
         while True:
             if interpreter is not None and interpreter.outcome is not None and not self.finishing:
                 self.finishing = interpreter.outcome
@@ -736,6 +750,32 @@ class RunActor:
         # Should the lease still be ours after all, free it so the run is not
         # left held by a process that no longer drives it.
         self.sup.spawn(self.sup.release_run, self.run_id)
+
+    async def _take_foreign_outcomes(self) -> bool:
+        """Apply outcomes other processes wrote to the hot interpreter, in journal order.
+
+        Possible when every new event is an outcome that comes after all the
+        outcomes this actor knows (its own writes included): then applying
+        them now is exactly what a replay would do. Returns False otherwise
+        (commands written elsewhere, the run ended, or an outcome older than
+        ours), and the caller replays the run instead.
+        """
+        interpreter = self.interpreter
+        if interpreter is None or self.finishing is not None or self.log is None:
+            return False
+        known = self.resolved_through
+        events = await self.sup.journal.events(self.run_id, after=self.cursor)
+        logged = {event.seq for event in self.log if event.seq > self.cursor}
+        fresh = [e for e in events if e.seq not in logged and e.kind in _FOLLOWED_KINDS]
+        if any(e.kind not in _RESOLUTION_KINDS or e.seq <= known for e in fresh):
+            return False
+        self.merge(events)
+        commands: list[Command] = []
+        for event in fresh:
+            if self.finishing is None:
+                commands += self._apply_event(interpreter, event)
+        await self._write_all(interpreter, [], commands, [], self.sup.clock.now())
+        return True
 
     async def follow_journal(self) -> None:
         """Someone else moved the run on: follow the journal, or stop if the run ended."""
