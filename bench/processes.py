@@ -15,6 +15,7 @@ Prints a table:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -53,64 +55,56 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=30)
 
 
-async def wait_for_workers(client: rw.Runtime) -> None:
-    """Until a worker has run something (they are up and watching)."""
-    handle = await client.start(flows.five, 0)
-    await handle.result(timeout=60)
-
-
-async def throughput(db: Path, workers: int, runs: int, synchronous: str) -> float:
+@contextlib.asynccontextmanager
+async def client_of_workers(db: Path, workers: int, synchronous: str) -> AsyncIterator[rw.Runtime]:
+    """*workers* worker processes on *db*, up and watching, and a client runtime."""
     procs = start_workers(db, workers, synchronous)
     try:
         async with rw.Runtime(db, execute=False, synchronous=synchronous) as client:
-            await wait_for_workers(client)
-            started = time.perf_counter()
-            handles = [await client.start(flows.five, i) for i in range(runs)]
-            for i, handle in enumerate(handles):
-                assert await handle.result(timeout=300) == i + 10
-            return runs / (time.perf_counter() - started)
+            handle = await client.start(flows.five, 0)
+            await handle.result(timeout=60)
+            yield client
     finally:
         stop_workers(procs)
+
+
+async def throughput(db: Path, workers: int, runs: int, synchronous: str) -> float:
+    async with client_of_workers(db, workers, synchronous) as client:
+        started = time.perf_counter()
+        handles = [await client.start(flows.five, i) for i in range(runs)]
+        for i, handle in enumerate(handles):
+            assert await handle.result(timeout=300) == i + 10
+        return runs / (time.perf_counter() - started)
 
 
 async def wake_up_latency(db: Path, samples: int, synchronous: str) -> list[float]:
-    procs = start_workers(db, 1, synchronous)
-    try:
-        async with rw.Runtime(db, execute=False, synchronous=synchronous) as client:
-            await wait_for_workers(client)
-            latencies = []
-            for _ in range(samples):
-                handle = await client.start(flows.stamped)
-                ended = await handle.result(timeout=60)
-                latencies.append((time.time() - ended) * 1000)
-                await anyio.sleep(0.02)  # let the watcher go idle, as between real events
-            return latencies
-    finally:
-        stop_workers(procs)
+    async with client_of_workers(db, 1, synchronous) as client:
+        latencies = []
+        for _ in range(samples):
+            handle = await client.start(flows.stamped)
+            ended = await handle.result(timeout=60)
+            latencies.append((time.time() - ended) * 1000)
+            await anyio.sleep(0.02)  # let the watcher go idle, as between real events
+        return latencies
 
 
 async def resume_latency(db: Path, samples: int, synchronous: str) -> list[float]:
     """resume_hook in this process -> the workflow continuing in a worker process."""
-    procs = start_workers(db, 1, synchronous)
-    try:
-        async with rw.Runtime(db, execute=False, synchronous=synchronous) as client:
-            await wait_for_workers(client)
-            handle = await client.start(flows.listener, "bench", samples)
-            sent = []
-            for i in range(samples):
-                while True:
-                    try:
-                        t0 = time.time()
-                        await client.resume_hook("bench", i)
-                        break
-                    except rw.HookNotFound:
-                        await anyio.sleep(0.01)
-                sent.append(t0)
-                await anyio.sleep(0.02)
-            stamps = await handle.result(timeout=60)
-            return [(stamp - t0) * 1000 for stamp, t0 in zip(stamps, sent, strict=True)]
-    finally:
-        stop_workers(procs)
+    async with client_of_workers(db, 1, synchronous) as client:
+        handle = await client.start(flows.listener, "bench", samples)
+        sent = []
+        for i in range(samples):
+            while True:
+                try:
+                    t0 = time.time()
+                    await client.resume_hook("bench", i)
+                    break
+                except rw.HookNotFound:
+                    await anyio.sleep(0.01)
+            sent.append(t0)
+            await anyio.sleep(0.02)
+        stamps = await handle.result(timeout=60)
+        return [(stamp - t0) * 1000 for stamp, t0 in zip(stamps, sent, strict=True)]
 
 
 def main() -> None:
