@@ -381,9 +381,11 @@ class RunActor:
 
     async def _drain(self) -> None:
         self.activating = True
-        # One pass of the scheduler first: steps finishing together (a gather)
-        # then reach the mailbox before it is read, and share one write.
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if len(self.in_flight) > 1:
+            # Other steps of this run are running: one pass of the scheduler
+            # first lets those finishing together (a gather) reach the mailbox
+            # before it is read, so they share one write.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         await self._guarded(self._apply_mailbox)
 
     async def _apply_mailbox(self) -> None:
