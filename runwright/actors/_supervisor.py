@@ -484,7 +484,12 @@ class Supervisor:
 
     async def wait(self, run_id: str, timeout: float | None) -> RunEnd:
         """Wait for a run to end: woken directly when it ends here, else by polling."""
-        waiter = self._waiters.setdefault(run_id, _Waiter())
+        recent = self._recent_ends.get(run_id)
+        if recent is not None:
+            return recent
+        waiter = self._waiters.get(run_id)
+        if waiter is None:
+            waiter = self._waiters[run_id] = _Waiter()
         waiter.count += 1
         try:
             if timeout is None:
