@@ -377,7 +377,16 @@ class RunActor:
     async def recover(self) -> None:
         """Rebuild the run from its journal, then apply what arrived meanwhile."""
         self.activating = True
-        await self._guarded(self._recover)
+        delay = 0.05
+        while True:
+            try:
+                await self._guarded(self._recover)
+                return
+            except JournalError as exc:
+                log.warning("run %s: recovery failed, retrying: %s", self.run_id, exc)
+                self.activating = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _drain(self) -> None:
         self.activating = True
@@ -615,7 +624,7 @@ class RunActor:
         next attempt rebuilds it from the replay log, which holds only what
         was written.
         """
-        finishing, waiting = self.finishing, dict(self.waiting)
+        finishing, waiting, cancelling = self.finishing, dict(self.waiting), self.cancelling
         delay = 0.05
         while True:
             try:
@@ -625,6 +634,7 @@ class RunActor:
                 log.warning("run %s: journal write failed, retrying: %s", self.run_id, exc)
                 self.drop_interpreter()
                 self.finishing, self.waiting = finishing, dict(waiting)
+                self.cancelling = cancelling
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

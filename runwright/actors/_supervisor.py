@@ -16,6 +16,7 @@ cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import heapq
@@ -26,7 +27,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, cast
 
 import anyio
@@ -38,6 +39,7 @@ from .._definitions import WorkflowDefinition, lookup_workflow
 from .._exceptions import (
     DecodeError,
     HookNotFound,
+    JournalError,
     RunNotFound,
     RunTimeout,
     UnknownWorkflowError,
@@ -177,8 +179,9 @@ class Supervisor:
 
     async def release_run(self, run_id: str) -> None:
         owner = self.owner
-        if await self.journal.write(lambda tx: tx.release_run(run_id, owner)):
-            self.request_scan()
+        with _survive(f"releasing run {run_id}"):
+            if await self.journal.write(lambda tx: tx.release_run(run_id, owner)):
+                self.request_scan()
 
     async def release(self) -> None:
         owner = self.owner
@@ -197,16 +200,18 @@ class Supervisor:
         """Renew leases; let go of runs another process took; claim runs nobody drives."""
         while True:
             await anyio.sleep(self.lease_seconds / 3)
-            await self.renew()
-            await self.recover(dead_owners=True)
+            with _survive("renewing leases"):
+                await self.renew()
+                await self.recover(dead_owners=True)
 
     async def _dead_owner_loop(self) -> None:
         """Take over at once the runs of processes on this host that died (kill -9)."""
         while True:
             await anyio.sleep(_DEAD_OWNER_CHECK)
-            holders = await self.journal.read(owners)
-            if any(owner != self.owner and _owner_is_dead(owner) for owner in holders):
-                await self.recover(dead_owners=True)
+            with _survive("looking for runs of dead processes"):
+                holders = await self.journal.read(owners)
+                if any(owner != self.owner and _owner_is_dead(owner) for owner in holders):
+                    await self.recover(dead_owners=True)
 
     async def renew(self) -> None:
         renew = functools.partial(
@@ -407,7 +412,8 @@ class Supervisor:
         try:
             while self._scan_requested:
                 self._scan_requested = False
-                await self.recover()
+                with _survive("claiming new runs"):
+                    await self.recover()
         finally:
             self._scanning = False
 
@@ -555,6 +561,15 @@ class Supervisor:
                 self._timer_scope = scope
                 await self.clock.sleep_until(self._timer_deadline)
             self._timer_scope = None
+
+
+@contextlib.contextmanager
+def _survive(doing: str) -> Iterator[None]:
+    """Background work meets a locked or failing journal: log it; the next round retries."""
+    try:
+        yield
+    except JournalError as exc:
+        log.warning("runwright: %s failed, will retry: %s", doing, exc)
 
 
 def _end_of(row: RunRow) -> RunEnd:
