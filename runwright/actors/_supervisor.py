@@ -367,7 +367,7 @@ class Supervisor:
             tx.set_problem(run_id, kind, message, at)
             tx.release_run(run_id, owner)
 
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), _survive(f"recording why run {run_id} is stuck"):
             await self.journal.write(record)
 
     async def stuck(self, actor: RunActor, kind: str, error: Exception) -> None:
