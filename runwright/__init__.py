@@ -26,6 +26,7 @@ from ._definitions import WorkflowDefinition as WorkflowDefinition
 from ._definitions import step as step
 from ._definitions import workflow as workflow
 from ._exceptions import Cancelled as Cancelled
+from ._exceptions import ChunkTooLarge as ChunkTooLarge
 from ._exceptions import CodecError as CodecError
 from ._exceptions import DatabaseLocked as DatabaseLocked
 from ._exceptions import DecodeError as DecodeError
@@ -36,6 +37,7 @@ from ._exceptions import HookNotFound as HookNotFound
 from ._exceptions import JournalError as JournalError
 from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
+from ._exceptions import NotInStepError as NotInStepError
 from ._exceptions import NotInWorkflowError as NotInWorkflowError
 from ._exceptions import RetryableError as RetryableError
 from ._exceptions import RunCancelled as RunCancelled
@@ -45,21 +47,32 @@ from ._exceptions import RunTimeout as RunTimeout
 from ._exceptions import RunwrightError as RunwrightError
 from ._exceptions import SchemaVersionError as SchemaVersionError
 from ._exceptions import StepFailed as StepFailed
+from ._exceptions import StreamClosed as StreamClosed
 from ._exceptions import UnknownWorkflowError as UnknownWorkflowError
 from ._runtime import RunHandle as RunHandle
 from ._runtime import RunSummary as RunSummary
 from ._runtime import Runtime as Runtime
 from ._runtime import run as run
+from ._streaming import Writable as Writable
+from ._streaming import readable as readable
+from ._streaming import writable as writable
 from .journal._codec import Codec as Codec
 from .journal._codec import DefaultCodec as DefaultCodec
 from .journal._states import RunStatus as RunStatus
+from .streams._chunks import MAX_CHUNK_BYTES as MAX_CHUNK_BYTES
+from .streams._chunks import Chunk as Chunk
+from .streams._chunks import StreamInfo as StreamInfo
+from .streams._hub import StreamReader as StreamReader
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_CHUNK_BYTES",
     "Backoff",
     "Cancelled",
     "ChildHandle",
+    "Chunk",
+    "ChunkTooLarge",
     "Codec",
     "CodecError",
     "DatabaseLocked",
@@ -73,6 +86,7 @@ __all__ = [
     "JournalError",
     "NonDeterminismError",
     "NotARunwrightDatabase",
+    "NotInStepError",
     "NotInWorkflowError",
     "RetryableError",
     "RunCancelled",
@@ -89,13 +103,18 @@ __all__ = [
     "StepDefinition",
     "StepFailed",
     "StepInfo",
+    "StreamClosed",
+    "StreamInfo",
+    "StreamReader",
     "UnknownWorkflowError",
     "WorkflowDefinition",
+    "Writable",
     "gather",
     "hook",
     "now",
     "race",
     "random",
+    "readable",
     "run",
     "run_info",
     "sleep",
@@ -105,4 +124,5 @@ __all__ = [
     "step_info",
     "uuid4",
     "workflow",
+    "writable",
 ]

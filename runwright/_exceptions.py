@@ -5,6 +5,7 @@
     ├── RetryableError         raised by a step: retry after ``retry_after`` seconds
     └── RunwrightError
         ├── NotInWorkflowError     rw.sleep / rw.gather / ... called outside a workflow body
+        ├── NotInStepError         a stream written or read outside a step
         ├── UnknownWorkflowError   a run names a workflow this process has not registered
         ├── NonDeterminismError    replayed code asked for something the journal did not record
         ├── StepFailed             a step failed for good and its exception type cannot be rebuilt
@@ -21,7 +22,9 @@
         ├── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
         ├── Cancelled              raised inside a workflow when its run is cancelled
         ├── HookConflict           a live hook already holds that token (raised in the workflow)
-        └── HookNotFound           no live hook has that token (raised by resume_hook)
+        ├── HookNotFound           no live hook has that token (raised by resume_hook)
+        ├── StreamClosed           a write to a stream that was closed, or whose run ended
+        └── ChunkTooLarge          a chunk is over ``rw.MAX_CHUNK_BYTES`` (also a ValueError)
 
 Errors carry the context a caller needs as attributes (``run_id``, ``step``,
 ``position``, ...) and say in their message what to do next.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 __all__ = [
     "Cancelled",
+    "ChunkTooLarge",
     "CodecError",
     "DatabaseLocked",
     "DecodeError",
@@ -41,6 +45,7 @@ __all__ = [
     "JournalError",
     "NonDeterminismError",
     "NotARunwrightDatabase",
+    "NotInStepError",
     "NotInWorkflowError",
     "RetryableError",
     "RunCancelled",
@@ -50,6 +55,7 @@ __all__ = [
     "RunwrightError",
     "SchemaVersionError",
     "StepFailed",
+    "StreamClosed",
     "UnknownWorkflowError",
 ]
 
@@ -88,6 +94,14 @@ class NotInWorkflowError(RunwrightError):
             f"{operation} can only be awaited inside a workflow body; "
             "decorate the function with @rw.workflow and start it with runtime.start()"
         )
+        self.operation = operation
+
+
+class NotInStepError(RunwrightError):
+    """A step-only operation (writing or reading a stream) was used outside a step."""
+
+    def __init__(self, operation: str, why: str) -> None:
+        super().__init__(f"{operation} can only be used inside a step: {why}")
         self.operation = operation
 
 
@@ -281,3 +295,27 @@ class Cancelled(RunwrightError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} was cancelled")
         self.run_id = run_id
+
+
+class StreamClosed(RunwrightError):
+    """A write to a stream that was closed, or whose run has ended. Nothing was written."""
+
+    def __init__(self, run_id: str, name: str, why: str) -> None:
+        super().__init__(
+            f"stream {name!r} of run {run_id} {why}; nothing more can be written to it"
+        )
+        self.run_id = run_id
+        self.name = name
+
+
+class ChunkTooLarge(RunwrightError, ValueError):
+    """One chunk is larger than the limit; split it into several writes."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"a chunk of {size} bytes was written to stream {name!r}; one chunk may hold at "
+            f"most {limit} bytes (rw.MAX_CHUNK_BYTES): split it into several writes"
+        )
+        self.name = name
+        self.size = size
+        self.limit = limit

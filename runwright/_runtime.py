@@ -14,11 +14,14 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition
 from ._exceptions import RunCancelled, RunFailed, RunNotFound
+from ._streaming import DEFAULT_STREAM
 from .actors._actor import RunEnd
 from .actors._supervisor import Supervisor
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
 from .journal._sqlite import Journal, RunRow, Synchronous, list_runs, run_row
 from .journal._states import RunStatus
+from .streams._chunks import StreamInfo
+from .streams._hub import StreamReader
 
 __all__ = ["RunHandle", "RunSummary", "Runtime", "run"]
 
@@ -95,6 +98,28 @@ class RunHandle(Generic[R]):
     async def cancel(self) -> None:
         """Cancel the run if it is still going; running steps are cancelled. No-op once ended."""
         await self._runtime._supervisor_or_fail().cancel(self.id)
+
+    def stream(self, name: str = DEFAULT_STREAM, *, start: int = 0) -> StreamReader:
+        """Read the run's stream *name*: an async iterator of :class:`rw.Chunk`.
+
+        Chunks come in write order from index *start* (a negative *start*
+        counts back from the stream's length when reading begins), with no
+        gap and no duplicate, whether the run is still writing or long done.
+        Iteration ends when the stream is closed or the run ends. Readers in
+        the writing process get chunks from memory as soon as they are
+        durable; readers elsewhere are woken by the journal's watcher.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a stream name is a non-empty str, got {name!r}")
+        return self._runtime._supervisor_or_fail().streams.reader(self.id, name, start)
+
+    async def stream_info(self, name: str = DEFAULT_STREAM) -> StreamInfo:
+        """The stream's chunk and byte counts, and whether it is closed (or its run ended)."""
+        return await self._runtime._supervisor_or_fail().streams.info(self.id, name)
+
+    async def streams(self) -> list[StreamInfo]:
+        """Every stream the run has written to, oldest first."""
+        return await self._runtime._supervisor_or_fail().streams.all_of(self.id)
 
 
 class Runtime:

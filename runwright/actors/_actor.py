@@ -43,6 +43,7 @@ not fail a step that never ran).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import deque
@@ -69,6 +70,7 @@ from .._exceptions import (
 from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import RESOLUTION_KINDS, Event, Kind
 from ..journal._sqlite import RunRow, StepRow, Tx, WaitRow, events_of, steps_of, waits_of
+from ..streams._hub import AttemptStreams, current_attempt
 from ._interpreter import (
     ChildCommand,
     Command,
@@ -947,15 +949,27 @@ class RunActor:
         sup = self.sup
         definition: StepDefinition[Any, Any] = command.definition
         info = StepInfo(self.run_id, f"{self.run_id}:{command.cid}", command.name, attempt)
+        streams = AttemptStreams(sup.streams, info.step_id, attempt)
         token = current_step.set(info)
+        streams_token = current_attempt.set(streams)
         sup.step_started()
         try:
-            async with sup.step_limiter:
-                if definition.timeout is None:
-                    result = await definition.invoke(command.args, command.kwargs)
-                else:
-                    with anyio.fail_after(definition.timeout):
+            try:
+                async with sup.step_limiter:
+                    if definition.timeout is None:
                         result = await definition.invoke(command.args, command.kwargs)
+                    else:
+                        with anyio.fail_after(definition.timeout):
+                            result = await definition.invoke(command.args, command.kwargs)
+            except BaseException:
+                # A failed attempt's chunks, too, are durable before its outcome.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await streams.settle()
+                raise
+            # The outcome is journaled after what the step wrote is durable; a
+            # chunk that could not be written fails the attempt.
+            with anyio.CancelScope(shield=True):
+                await streams.settle()
         except Exception as exc:
             log.debug(
                 "run %s step %s attempt %d failed",
@@ -966,6 +980,7 @@ class RunActor:
             )
             return False, _error_payload(sup, exc), exc
         finally:
+            current_attempt.reset(streams_token)
             current_step.reset(token)
             sup.step_finished()
         try:

@@ -45,7 +45,7 @@ from .._exceptions import (
     UnknownWorkflowError,
 )
 from ..journal._codec import Codec
-from ..journal._events import Kind
+from ..journal._events import STREAM_KINDS, Kind
 from ..journal._sqlite import (
     Journal,
     RunRow,
@@ -55,6 +55,7 @@ from ..journal._sqlite import (
     owners,
     run_row,
 )
+from ..streams._hub import StreamHub
 from ._actor import (
     CancelRequested,
     JournalChanged,
@@ -137,6 +138,7 @@ class Supervisor:
         self.max_concurrent_steps = max_concurrent_steps
         self.step_limiter = StepSlots(max_concurrent_steps)
         self.hydration = HydrationCache(hydration_bytes)
+        self.streams = StreamHub(journal, codec, clock.now, self.spawn)
         self.stopping = False
         self.actors: dict[str, RunActor] = {}
         self.hot: OrderedDict[str, RunActor] = OrderedDict()
@@ -385,7 +387,10 @@ class Supervisor:
         """Other processes wrote *events*: wake the actors, waiters and claims they concern."""
         touched: set[str] = set()
         scan = False
+        self.streams.on_foreign_events(events)
         for _seq, run_id, kind in events:
+            if kind in STREAM_KINDS:
+                continue
             if run_id in self.actors:
                 touched.add(run_id)
             if kind in _END_KINDS:
@@ -426,6 +431,7 @@ class Supervisor:
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
+        self.streams.run_ended(actor.run_id)
         parent_id, dot, _ = actor.run_id.rpartition(".")
         parent = self.actors.get(parent_id) if dot else None
         if parent is not None and not parent.done:
@@ -486,6 +492,7 @@ class Supervisor:
         if answer == "unknown":
             raise RunNotFound(run_id)
         if answer == "finished":
+            self.streams.run_ended(run_id)
             self.poke(run_id)
 
     async def wait(self, run_id: str, timeout: float | None) -> RunEnd:

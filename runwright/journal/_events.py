@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["RESOLUTION_KINDS", "Event", "Kind"]
+__all__ = ["RESOLUTION_KINDS", "STREAM_KINDS", "Event", "Kind"]
 
 
 class Kind:
@@ -30,6 +30,8 @@ class Kind:
     CANCEL_REQUESTED = "cancel_requested"
     CHILD_STARTED = "child_started"
     CHILD_COMPLETED = "child_completed"
+    STREAM_APPENDED = "stream_appended"
+    STREAM_CLOSED = "stream_closed"
 
 
 #: Events that deliver an outcome to a waiting workflow: their order is replay order.
@@ -44,6 +46,9 @@ RESOLUTION_KINDS = frozenset(
         Kind.CHILD_COMPLETED,
     }
 )
+
+#: Events about a run's streams: they never move its workflow on.
+STREAM_KINDS = frozenset({Kind.STREAM_APPENDED, Kind.STREAM_CLOSED})
 
 
 @attrs.frozen

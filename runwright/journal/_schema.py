@@ -9,6 +9,13 @@ unknown workflow, non-deterministic code) so that other processes can show
 it, and it is cleared when the run advances again. ``hooks`` holds the live
 hooks only: a token is unique among them and free again once its hook is
 disposed or its run ends.
+
+``streams`` and ``stream_chunks`` hold what steps write to a run's named
+streams: one row per stream (how many chunks, how many bytes, whether it was
+closed) and one per chunk, indexed from 0 in commit order. Appending chunks
+also appends a ``stream_appended`` event, and closing a ``stream_closed``
+one, in the same transaction, so that other processes notice them the way
+they notice every other change.
 """
 
 from __future__ import annotations
@@ -21,7 +28,34 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_STREAMS = """
+CREATE TABLE streams (
+    run_id     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    chunks     INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    closed_at  REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE stream_chunks (
+    id       INTEGER PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    format   INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    writer   TEXT,
+    attempt  INTEGER,
+    at       REAL NOT NULL,
+    data     BLOB NOT NULL
+);
+CREATE UNIQUE INDEX stream_chunks_by_index ON stream_chunks (run_id, name, idx);
+"""
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -117,13 +151,15 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _create(conn, _SCHEMA + _STREAMS)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
             raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
+        elif version == 1:
+            # Version 2 added streams and changed nothing else.
+            _create(conn, _STREAMS)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{path} has journal schema version {version}, newer than this runwright "
@@ -133,3 +169,9 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _create(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

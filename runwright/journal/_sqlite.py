@@ -38,12 +38,22 @@ import anyio
 import attrs
 from anyio.abc import TaskStatus
 
-from .._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase
+from .._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase, StreamClosed
 from ._events import RESOLUTION_KINDS, Event, Kind
 from ._schema import check_file, ensure_schema
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
-__all__ = ["Journal", "RunRow", "StepRow", "Synchronous", "Tx", "WaitRow"]
+__all__ = [
+    "ChunkRow",
+    "Journal",
+    "RunRow",
+    "StepRow",
+    "StoredChunk",
+    "StreamRow",
+    "Synchronous",
+    "Tx",
+    "WaitRow",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("runwright")
@@ -457,6 +467,116 @@ class Tx:
         if cur.rowcount != 1:
             return None
         return self.append(run_id, Kind.WAIT_COMPLETED, at, cid=cid, name="sleep")
+
+    # -- streams ------------------------------------------------------------------
+
+    def append_chunks(
+        self,
+        run_id: str,
+        name: str,
+        chunks: Sequence[ChunkRow],
+        at: float,
+        *,
+        close: bool = False,
+    ) -> int:
+        """Append *chunks* to a run's stream (closing it after them with *close*).
+
+        Returns the index the first chunk got. Raises :class:`StreamClosed`,
+        writing nothing, if the stream was closed or the run has ended.
+        """
+        status = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        row = status.fetchone()
+        if row is None or row[0] in ("completed", "failed", "cancelled"):
+            why = "belongs to no run" if row is None else f"belongs to a run that {row[0]}"
+            raise StreamClosed(run_id, name, why)
+        stream = self._conn.execute(
+            "SELECT chunks, closed_at FROM streams WHERE run_id = ? AND name = ?", (run_id, name)
+        ).fetchone()
+        if stream is None:
+            first = 0
+            self._conn.execute(
+                "INSERT INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
+                "VALUES (?, ?, 0, 0, ?, ?)",
+                (run_id, name, at, at),
+            )
+        elif stream[1] is not None:
+            raise StreamClosed(run_id, name, "was closed")
+        else:
+            first = int(stream[0])
+        if chunks:
+            self._conn.executemany(
+                "INSERT INTO stream_chunks (run_id, name, idx, format, size, writer, attempt, "
+                "at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, name, first + i, c.format, c.size, c.writer, c.attempt, at, c.data)
+                    for i, c in enumerate(chunks)
+                ],
+            )
+            last = first + len(chunks) - 1
+            self._conn.execute(
+                "UPDATE streams SET chunks = ?, bytes = bytes + ?, updated_at = ? "
+                "WHERE run_id = ? AND name = ?",
+                (last + 1, sum(c.size for c in chunks), at, run_id, name),
+            )
+            self.append(
+                run_id, Kind.STREAM_APPENDED, at, name=name, payload=f"{first}-{last}".encode()
+            )
+        if close:
+            self._close_stream(run_id, name, at)
+        return first
+
+    def close_stream(self, run_id: str, name: str, at: float) -> bool:
+        """Close a run's stream; False if it was closed already (closing twice is harmless)."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
+            "VALUES (?, ?, 0, 0, ?, ?)",
+            (run_id, name, at, at),
+        )
+        return self._close_stream(run_id, name, at)
+
+    def _close_stream(self, run_id: str, name: str, at: float) -> bool:
+        cur = self._conn.execute(
+            "UPDATE streams SET closed_at = ?, updated_at = ? "
+            "WHERE run_id = ? AND name = ? AND closed_at IS NULL",
+            (at, at, run_id, name),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.STREAM_CLOSED, at, name=name)
+        return True
+
+
+@attrs.frozen
+class ChunkRow:
+    """One chunk as stored: ``format`` says how ``data`` is encoded (see runwright.streams)."""
+
+    format: int
+    size: int
+    writer: str | None
+    attempt: int | None
+    data: bytes
+
+
+@attrs.frozen
+class StoredChunk:
+    index: int
+    format: int
+    size: int
+    writer: str | None
+    attempt: int | None
+    at: float
+    data: bytes
+
+
+@attrs.frozen
+class StreamRow:
+    run_id: str
+    name: str
+    chunks: int
+    bytes: int
+    closed_at: float | None
+    created_at: float
+    updated_at: float
 
 
 @attrs.define
@@ -978,3 +1098,45 @@ def problem_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, str, float] 
         "SELECT kind, message, at FROM run_problems WHERE run_id = ?", (run_id,)
     ).fetchone()
     return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+
+
+def chunks_from(
+    conn: sqlite3.Connection, run_id: str, name: str, start: int, max_bytes: int
+) -> list[StoredChunk]:
+    """A stream's chunks from index *start* on, in order, up to about *max_bytes* (at least one)."""
+    rows = conn.execute(
+        "SELECT idx, format, size, writer, attempt, at, data FROM stream_chunks "
+        "WHERE run_id = ? AND name = ? AND idx >= ? ORDER BY idx",
+        (run_id, name, start),
+    )
+    chunks: list[StoredChunk] = []
+    total = 0
+    for row in rows:
+        chunks.append(StoredChunk(*row))
+        total += len(row[6])
+        if total >= max_bytes:
+            break
+    return chunks
+
+
+def stream_row(conn: sqlite3.Connection, run_id: str, name: str) -> StreamRow | None:
+    row = conn.execute(
+        "SELECT run_id, name, chunks, bytes, closed_at, created_at, updated_at FROM streams "
+        "WHERE run_id = ? AND name = ?",
+        (run_id, name),
+    ).fetchone()
+    return None if row is None else StreamRow(*row)
+
+
+def streams_of(conn: sqlite3.Connection, run_id: str) -> list[StreamRow]:
+    rows = conn.execute(
+        "SELECT run_id, name, chunks, bytes, closed_at, created_at, updated_at FROM streams "
+        "WHERE run_id = ? ORDER BY created_at, name",
+        (run_id,),
+    )
+    return [StreamRow(*row) for row in rows]
+
+
+def run_status(conn: sqlite3.Connection, run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else str(row[0])
