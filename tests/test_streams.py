@@ -418,3 +418,32 @@ async def test_a_step_is_completed_only_after_its_chunks_are_durable(
     covered = [payload.decode() for kind, payload in rows if kind == "stream_appended"]
     assert covered[0].startswith("0-")
     assert covered[-1].endswith("-29")
+
+
+async def test_chunks_of_many_writers_share_transactions(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path
+) -> None:
+    @rw.step(name="tests.streams.chatty")
+    async def chatty(name: str) -> None:
+        out = rw.writable(name)
+        for i in range(100):
+            await out.write(f"{name}:{i}")
+            await anyio.lowlevel.checkpoint()  # let the other writers and the drains run
+
+    @rw.workflow(name="tests.streams.chorus")
+    async def chorus() -> None:
+        await rw.gather(*(chatty(f"s{k}") for k in range(10)))
+
+    async with make_runtime() as runtime:
+        run = await runtime.start(chorus)
+        await run.result()
+        for k in range(10):
+            chunks = await collect(run.stream(f"s{k}"))
+            assert [c.data for c in chunks] == [f"s{k}:{i}" for i in range(100)]
+    with sqlite3.connect(db_path) as conn:
+        (appends,) = conn.execute(
+            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'stream_appended'",
+            (run.id,),
+        ).fetchone()
+    # 1,000 chunks; one write per chunk would make 1,000 appends.
+    assert appends <= 200
