@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runwright as rw
+import runwright.asgi
 import runwright.testing
 
 
@@ -15,7 +16,7 @@ def test_all_names_exist_and_are_sorted():
 
 def test_no_private_module_leaks_into_the_namespace():
     public = {name for name in dir(rw) if not name.startswith("_")}
-    subpackages = {"actors", "journal", "streams", "testing"}
+    subpackages = {"actors", "asgi", "journal", "streams", "testing"}
     assert public - subpackages - {"annotations"} == set(rw.__all__)
 
 
@@ -31,3 +32,7 @@ def test_the_issue_contract_names_are_exported():
 
 def test_testing_tier():
     assert runwright.testing.__all__ == ["FakeClock"]
+
+
+def test_asgi_tier():
+    assert runwright.asgi.__all__ == ["Format", "StreamResponse", "stream_response"]
