@@ -447,3 +447,61 @@ async def test_chunks_of_many_writers_share_transactions(
         ).fetchone()
     # 1,000 chunks; one write per chunk would make 1,000 appends.
     assert appends <= 200
+
+
+@rw.step(name="tests.streams.write_n")
+async def write_n(out: rw.Writable, label: str, count: int) -> None:
+    for i in range(count):
+        await out.write(f"{label}{i}")
+        await out.flush()
+
+
+@rw.step(name="tests.streams.write_around_gate")
+async def write_around_gate(gate: str) -> None:
+    out = rw.writable("shared")
+    await out.write("a0")
+    await out.flush()
+    await gates[gate].wait()  # the stream stays written here meanwhile
+    await out.write("a1")
+
+
+@rw.workflow(name="tests.streams.own_half")
+async def own_half(gate: str) -> None:
+    await write_around_gate(gate)
+
+
+@rw.workflow(name="tests.streams.other_half")
+async def other_half(target: rw.Writable) -> None:
+    await write_n(target, "b", 10)
+
+
+async def test_a_stream_written_here_and_elsewhere_reads_whole_here(
+    make_runtime: Callable[..., rw.Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run X's step writes here while a step of run Y, driven by another runtime
+    # (as another process would), writes to X's stream too: a reader here that
+    # has caught up with this process's writes must still hear of the others'
+    # (without the once-a-second look, which is turned off).
+    monkeypatch.setattr("runwright.streams._hub.SAFETY_POLL", 600.0)
+    gates["shared"] = anyio.Event()
+    async with make_runtime() as here, make_runtime() as elsewhere:
+        run = await here.start(own_half, "shared")
+        seen: list[str] = []
+
+        async def read() -> None:
+            async for chunk in run.stream("shared"):
+                seen.append(chunk.data)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            with anyio.fail_after(10):
+                while not seen:  # noqa: ASYNC110 (filled by the reader task)
+                    await anyio.sleep(0.001)
+            other = await elsewhere.start(other_half, rw.Writable(run.id, "shared"))
+            await other.result()
+            with anyio.fail_after(10):
+                while len(seen) < 11:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            gates["shared"].set()
+        await run.result()
+    assert seen == ["a0", *(f"b{i}" for i in range(10)), "a1"]

@@ -590,6 +590,8 @@ class _Request:
 #: Seconds between ``data_version`` polls while the database changes, and at most when idle.
 _WATCH_BUSY = 0.001
 _WATCH_IDLE = 0.004
+#: Seconds the poll stays at ``_WATCH_BUSY`` after another process's last change.
+_WATCH_HOLD = 0.05
 
 
 def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:
@@ -815,8 +817,10 @@ class Journal:
 
         ``PRAGMA data_version`` changes whenever another connection commits;
         polling it costs a few microseconds. The poll runs every millisecond
-        while other processes write and backs off to ``_WATCH_IDLE`` when
-        they do not (this process's own commits do not speed it up). Events
+        while other processes write, and for ``_WATCH_HOLD`` after they last
+        did (a stream's next chunk, a reply to a hook, usually follows soon),
+        then backs off to ``_WATCH_IDLE`` (this process's own commits do not
+        speed it up). Events
         inside the writer's own seq ranges are this process's and are not
         reported.
         """
@@ -825,10 +829,12 @@ class Journal:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
             delay = _WATCH_BUSY
+            hold_until = 0.0
             while not stop.wait(delay):
                 current = conn.execute("PRAGMA data_version").fetchone()[0]
                 if current == version:
-                    delay = min(delay * 2, _WATCH_IDLE)
+                    if time.monotonic() >= hold_until:
+                        delay = min(delay * 2, _WATCH_IDLE)
                     continue
                 version = current
                 with self._own_lock:
@@ -841,6 +847,7 @@ class Journal:
                         delay = min(delay * 2, _WATCH_IDLE)
                         continue
                     delay = _WATCH_BUSY
+                    hold_until = time.monotonic() + _WATCH_HOLD
                     rows = conn.execute(
                         "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (last,)
                     ).fetchall()

@@ -46,6 +46,7 @@ from .._exceptions import ChunkTooLarge, EncodeError, JournalError, RunNotFound,
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._sqlite import (
+    ChunkRow,
     Journal,
     StoredChunk,
     StreamRow,
@@ -55,7 +56,17 @@ from ..journal._sqlite import (
     stream_row,
     streams_of,
 )
-from ._chunks import BYTES, MAX_CHUNK_BYTES, TEXT, VALUE, Chunk, StreamInfo, decode_stored, pack
+from ._chunks import (
+    BYTES,
+    COMPRESS_FROM,
+    MAX_CHUNK_BYTES,
+    TEXT,
+    VALUE,
+    Chunk,
+    StreamInfo,
+    decode_stored,
+    pack,
+)
 
 __all__ = [
     "MAX_PENDING_BYTES",
@@ -74,6 +85,8 @@ MAX_PENDING_BYTES = 16 * 1024 * 1024
 RING_BYTES = 4 * 1024 * 1024
 #: Bytes a reader fetches from the journal at a time.
 READ_BYTES = 1024 * 1024
+#: Bytes to compress in a batch from which compression runs in a worker thread.
+PACK_ASIDE_BYTES = 64 * 1024
 #: Seconds a waiting reader sleeps at most before it looks at the journal anyway.
 SAFETY_POLL = 1.0
 
@@ -101,6 +114,8 @@ class _Stream:
     draining: bool = False
     enqueued: int = 0
     durable: int = 0
+    #: One past the highest index this process committed to the stream.
+    high: int = 0
     close_requested: bool = False
     closed: bool = False
     error: BaseException | None = None
@@ -162,6 +177,11 @@ class StreamHub:
         self._spawn = spawn
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._signals: dict[str, anyio.Event] = {}
+        #: Counts what happened to any stream other than this process's appends
+        #: (another process appended or closed, a run ended): a reader that saw
+        #: the same count at its last journal read knows only this process's ring
+        #: can hold anything newer.
+        self.news = 0
 
     # -- bookkeeping --------------------------------------------------------------
 
@@ -194,14 +214,18 @@ class StreamHub:
         if event is not None:
             event.set()
 
-    def run_ended(self, run_id: str) -> None:
+    def _news(self, run_id: str) -> None:
+        self.news += 1
         self.wake(run_id)
+
+    def run_ended(self, run_id: str) -> None:
+        self._news(run_id)
 
     def on_foreign_events(self, events: list[tuple[int, str, str]]) -> None:
         """Other processes appended to streams or ended runs: wake those runs' readers."""
         for _seq, run_id, kind in events:
             if kind in STREAM_KINDS or kind in _END_KINDS:
-                self.wake(run_id)
+                self._news(run_id)
 
     # -- writing ------------------------------------------------------------------
 
@@ -286,8 +310,14 @@ class StreamHub:
                 close = stream.close_requested
                 at = self._now()
                 try:
+                    if _compressible_bytes(batch) >= PACK_ASIDE_BYTES:
+                        # Compress in a worker thread, in parallel with the writer
+                        # thread committing other batches, rather than inside it.
+                        rows = await anyio.to_thread.run_sync(_pack_all, batch)
+                    else:
+                        rows = None
                     first = await self.journal.write(
-                        _append(stream.run_id, stream.name, batch, close, at)
+                        _append(stream.run_id, stream.name, batch, rows, close, at)
                     )
                 except Exception as exc:
                     stream.error = exc
@@ -297,6 +327,7 @@ class StreamHub:
                 for offset, item in enumerate(batch):
                     chunk = Chunk(first + offset, item.value, item.writer, item.attempt)
                     stream.remember(chunk, len(item.data))
+                stream.high = max(stream.high, first + len(batch))
                 stream.durable += len(batch)
                 stream.unsettled -= sum(len(item.data) for item in batch)
                 stream.closed = stream.closed or close
@@ -350,12 +381,27 @@ class StreamHub:
         ]
 
 
+def _compressible_bytes(batch: list[_Pending]) -> int:
+    return sum(
+        len(item.data) for item in batch if item.fmt != VALUE and len(item.data) >= COMPRESS_FROM
+    )
+
+
+def _pack_all(batch: list[_Pending]) -> list[ChunkRow]:
+    return [pack(item.fmt, item.data, item.writer, item.attempt) for item in batch]
+
+
 def _append(
-    run_id: str, name: str, batch: list[_Pending], close: bool, at: float
+    run_id: str,
+    name: str,
+    batch: list[_Pending],
+    rows: list[ChunkRow] | None,
+    close: bool,
+    at: float,
 ) -> Callable[[Tx], int]:
     def append(tx: Tx) -> int:
-        rows = [pack(item.fmt, item.data, item.writer, item.attempt) for item in batch]
-        return tx.append_chunks(run_id, name, rows, at, close=close)
+        packed = _pack_all(batch) if rows is None else rows
+        return tx.append_chunks(run_id, name, packed, at, close=close)
 
     return append
 
@@ -387,6 +433,8 @@ class StreamReader:
         self.position = start if start >= 0 else -1
         self._ready: deque[Chunk] = deque()
         self._ended = False
+        self._seen_stream: _Stream | None = None
+        self._seen_news = -1
 
     def __repr__(self) -> str:
         return f"<StreamReader {self.run_id}/{self.name} at {self.position}>"
@@ -415,6 +463,19 @@ class StreamReader:
             self.position = max(0, look.count + self._start)
         if self._from_memory():
             return
+        stream = hub._streams.get((self.run_id, self.name))
+        if (
+            stream is not None
+            and stream is self._seen_stream
+            and hub.news == self._seen_news
+            and self.position >= stream.high
+            and not stream.closed
+        ):
+            # Caught up with this process's writes, and nothing happened elsewhere
+            # since the last journal read: the journal has nothing newer either.
+            await self._wait(signal)
+            return
+        self._seen_stream, self._seen_news = stream, hub.news
         look = await self._look(self.position)
         if look.status is None:
             raise RunNotFound(self.run_id)
@@ -424,8 +485,13 @@ class StreamReader:
         if look.status in _ENDED or (look.closed and self.position >= look.count):
             self._ended = True
             return
-        with anyio.move_on_after(SAFETY_POLL):
+        await self._wait(signal)
+
+    async def _wait(self, signal: anyio.Event) -> None:
+        with anyio.move_on_after(SAFETY_POLL) as timer:
             await signal.wait()
+        if timer.cancelled_caught:
+            self._seen_stream = None  # look at the journal whatever happened
 
     def _from_memory(self) -> bool:
         stream = self._hub._streams.get((self.run_id, self.name))
