@@ -1,4 +1,4 @@
-"""``runwright``: list, inspect and cancel runs, and run worker processes.
+"""``runwright``: list, inspect and cancel runs, follow their streams, and run workers.
 
 ``runwright worker MODULE...`` imports the modules (registering their
 workflows) and executes runs from the journal until SIGINT/SIGTERM; any
@@ -6,20 +6,23 @@ number of workers and client processes may share one database file.
 
 Read commands (``runs list``, ``runs show``) open the journal read-only
 (``file:...?mode=ro``), so they never create a database and never change
-one; they read it while a runtime writes it (WAL). ``runs cancel`` writes
-through a client runtime (``Runtime(db, execute=False)``), which runs no steps.
+one; they read it while a runtime writes it (WAL); ``streams list`` does too.
+``runs cancel`` writes through a client runtime (``Runtime(db, execute=False)``),
+which runs no steps. ``streams tail`` reads through one, whose journal watcher
+wakes it as soon as another process appends to the stream or ends the run.
 
 Payloads are decoded with the default codec. Decoding imports the modules a
 payload names (the journal is trusted); a value whose class cannot be imported
 here is shown as ``<undecodable: ...>`` rather than failing the command.
 
 Exit status: 0 on success, 1 on an error (written to stderr), 2 on a usage
-error.
+error, 130 when ``streams tail`` is interrupted (SIGINT).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import importlib
 import json
@@ -45,11 +48,23 @@ from ._exceptions import (
     SchemaVersionError,
 )
 from ._runtime import DEFAULT_DB, Runtime
+from ._streaming import DEFAULT_STREAM
 from .journal._codec import DefaultCodec
 from .journal._events import Event, Kind
 from .journal._schema import APPLICATION_ID, SCHEMA_VERSION, check_file
-from .journal._sqlite import RunRow, events_of, list_runs, problem_of, run_row, steps_of
+from .journal._sqlite import (
+    RunRow,
+    StreamRow,
+    events_of,
+    list_runs,
+    problem_of,
+    run_row,
+    run_status,
+    steps_of,
+    streams_of,
+)
 from .journal._states import RunStatus
+from .streams._chunks import Chunk
 
 __all__ = ["main"]
 
@@ -149,6 +164,54 @@ def _parser() -> argparse.ArgumentParser:
         "--data", default="null", metavar="JSON", help="the payload, as JSON (default: null)"
     )
     resume.set_defaults(handler=_resume_command)
+
+    streams = commands.add_parser("streams", help="list and follow the streams of a run")
+    stream_actions = streams.add_subparsers(metavar="ACTION", required=True)
+    stream_list = stream_actions.add_parser(
+        "list",
+        parents=[db, as_json],
+        help="list the streams of a run",
+        description=(
+            "List the streams a run has written to, oldest first: chunks, bytes, and whether "
+            "each is closed (a stream is also closed once its run ended)."
+        ),
+    )
+    stream_list.add_argument("run_id", metavar="RUN_ID")
+    stream_list.set_defaults(handler=_streams_list_command)
+    tail = stream_actions.add_parser(
+        "tail",
+        parents=[db],
+        help="print a stream's chunks as they arrive",
+        description=(
+            "Print the chunks of a run's stream as they become durable, and exit once the "
+            "stream is closed or the run ended. Text chunks are written as they are (no "
+            "newline is added), bytes raw, and any other value as one line of JSON."
+        ),
+    )
+    tail.add_argument("run_id", metavar="RUN_ID")
+    tail.add_argument(
+        "name",
+        nargs="?",
+        default=DEFAULT_STREAM,
+        metavar="NAME",
+        help="the stream's name (default: %(default)s)",
+    )
+    tail.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first chunk index; negative counts back from the end (0)",
+    )
+    tail.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            'one JSON object per chunk: {"index", "writer", "attempt", "data"}; '
+            'bytes become {"$b": BASE64}'
+        ),
+    )
+    tail.set_defaults(handler=_tail_command)
 
     worker = commands.add_parser(
         "worker",
@@ -315,11 +378,7 @@ def _list_command(args: argparse.Namespace) -> int:
         ]
         for row in rows
     )
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    _print_table(table)
     return 0
 
 
@@ -462,7 +521,28 @@ class _Mark:
         return {"type": "event", "kind": self.kind, "at": _iso_json(self.at)}
 
 
-_Entry = _Step | _Sleep | _Mark
+@attrs.define
+class _Streamed:
+    """Appends to one stream that follow each other in the timeline, or its close."""
+
+    name: str
+    at: float
+    first: int
+    last: int
+    closed: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        if self.closed:
+            return {"type": "stream", "name": self.name, "closed": True, "at": _iso_json(self.at)}
+        return {
+            "type": "stream",
+            "name": self.name,
+            "chunks": [self.first, self.last],
+            "at": _iso_json(self.at),
+        }
+
+
+_Entry = _Step | _Sleep | _Mark | _Streamed
 
 
 @attrs.frozen
@@ -569,6 +649,23 @@ def _build_view(
         elif kind == Kind.WAIT_COMPLETED and event.cid in sleeps:
             sleeps[event.cid].fired_at = event.at
             sleeps[event.cid].status = "fired"
+        elif kind == Kind.STREAM_APPENDED:
+            first, _, last = (event.payload or b"").decode().partition("-")
+            if not (first.isdigit() and last.isdigit()):
+                timeline.append(_Mark(kind, event.at))
+                continue
+            previous = timeline[-1] if timeline else None
+            if (
+                isinstance(previous, _Streamed)
+                and previous.name == event.name
+                and not previous.closed
+                and previous.last + 1 == int(first)
+            ):
+                previous.last = int(last)
+            else:
+                timeline.append(_Streamed(event.name or "?", event.at, int(first), int(last)))
+        elif kind == Kind.STREAM_CLOSED:
+            timeline.append(_Streamed(event.name or "?", event.at, 0, -1, closed=True))
         elif kind != Kind.STEP_SCHEDULED:
             timeline.append(_Mark(kind, event.at))
 
@@ -634,6 +731,15 @@ def _entry_lines(entry: _Entry) -> list[str]:
     if isinstance(entry, _Mark):
         what = entry.kind.replace("_", " ") if entry.kind.startswith("run_") else entry.kind
         return [_row(entry.at, what)]
+    if isinstance(entry, _Streamed):
+        if entry.closed:
+            return [_row(entry.at, f"stream {entry.name!r} closed")]
+        span = (
+            f"chunk {entry.first}"
+            if entry.first == entry.last
+            else f"chunks {entry.first}-{entry.last}"
+        )
+        return [_row(entry.at, f"stream {entry.name!r}: {span}")]
     if isinstance(entry, _Sleep):
         until = f"sleep #{entry.cid} until {_iso(entry.wake_at)}"
         if entry.status == "fired":
@@ -687,6 +793,148 @@ def _cancel_command(args: argparse.Namespace) -> int:
             "in its workflow, which may clean up, and the run ends cancelled"
         )
     return 0
+
+
+# -- streams list -----------------------------------------------------------------------
+
+
+def _streams_list_command(args: argparse.Namespace) -> int:
+    conn = _connect_read_only(_db_path(args.db))
+    try:
+        conn.execute("BEGIN")  # the run's status and its streams from one snapshot
+        status = run_status(conn, args.run_id)
+        if status is None:
+            raise RunNotFound(args.run_id)
+        rows: list[StreamRow] = []
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'streams'").fetchone():
+            rows = streams_of(conn, args.run_id)  # a journal older than streams has none
+    finally:
+        conn.close()
+    ended = status in _TERMINAL
+    if args.json:
+        _print_json(
+            [
+                {
+                    "name": row.name,
+                    "chunks": row.chunks,
+                    "bytes": row.bytes,
+                    "closed": row.closed_at is not None or ended,
+                }
+                for row in rows
+            ]
+        )
+        return 0
+    if not rows:
+        print("no streams")
+        return 0
+    table = [["NAME", "CHUNKS", "BYTES", "CLOSED"]]
+    table.extend(
+        [
+            row.name,
+            str(row.chunks),
+            str(row.bytes),
+            "yes" if row.closed_at is not None or ended else "no",
+        ]
+        for row in rows
+    )
+    _print_table(table)
+    return 0
+
+
+# -- streams tail -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class _LenientCodec:
+    """The default codec, except that a value it cannot decode becomes an ``_Undecodable``:
+    one chunk whose class cannot be imported here must not end the tail."""
+
+    inner: DefaultCodec = attrs.Factory(DefaultCodec)
+
+    def encode(self, value: object) -> bytes:
+        return self.inner.encode(value)
+
+    def decode(self, data: bytes) -> object:
+        return _decode(self.inner, data)
+
+
+def _tail_command(args: argparse.Namespace) -> int:
+    path = _db_path(args.db)
+    _check_journal(path)  # a client runtime would create a missing database
+    run_id: str = args.run_id
+    name: str = args.name
+    start: int = args.start
+    emit = _emit_json if args.json else _emit_chunk
+
+    async def tail() -> None:
+        async with Runtime(path, execute=False, codec=_LenientCodec()) as runtime:
+            async for chunk in runtime.get_run(run_id).stream(name, start=start):
+                emit(chunk)
+
+    try:
+        anyio.run(tail)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _emit_chunk(chunk: Chunk) -> None:
+    """A chunk as its writer meant it: text as is, bytes raw, any other value as a JSON line."""
+    data = chunk.data
+    if isinstance(data, str):
+        _write_text(data)
+    elif isinstance(data, bytes):
+        sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # stdout was replaced by a text-only stream
+            _write_text(data.decode("utf-8", "backslashreplace"))
+            return
+        binary.write(data)
+        binary.flush()
+    else:
+        _write_text(json.dumps(_jsonable(data), ensure_ascii=False) + "\n")
+
+
+def _emit_json(chunk: Chunk) -> None:
+    record = {
+        "index": chunk.index,
+        "writer": chunk.writer,
+        "attempt": chunk.attempt,
+        "data": _jsonable(chunk.data),
+    }
+    _write_text(json.dumps(record) + "\n")
+
+
+def _write_text(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:  # a lone surrogate, or a character the locale cannot encode
+        encoding = sys.stdout.encoding or "utf-8"
+        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+    sys.stdout.flush()
+
+
+def _jsonable(value: object) -> object:
+    """*value* as JSON can hold it: bytes as ``{"$b": base64}`` (the codec's tag), tuples and
+    sets as lists, and anything else JSON has no form for as its repr."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return {"$b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [_jsonable(item) for item in value]
+        try:
+            return sorted(items)  # type: ignore[type-var]
+        except TypeError:
+            return items
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else _repr(key): _jsonable(item)
+            for key, item in value.items()
+        }
+    return _repr(value)
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -781,6 +1029,15 @@ def _iso(timestamp: float | None, timespec: str = "milliseconds") -> str:
 
 def _iso_json(timestamp: float | None) -> str | None:
     return None if timestamp is None else _iso(timestamp, "microseconds")
+
+
+def _print_table(table: list[list[str]]) -> None:
+    """Rows of cells in left-aligned columns; the first row is the header."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 def _print_json(value: Any) -> None:

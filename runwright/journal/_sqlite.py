@@ -900,6 +900,9 @@ class Journal:
             if batch:
                 self._commit(batch)
                 _wake(call_soon, [request.done.set for request in batch])
+            # Hold nothing of this batch (its stream chunks may be large) while waiting.
+            del first, batch
+            more = None
         _wake(call_soon, [finished.set])
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -1110,7 +1113,7 @@ def problem_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, str, float] 
 def chunks_from(
     conn: sqlite3.Connection, run_id: str, name: str, start: int, max_bytes: int
 ) -> list[StoredChunk]:
-    """A stream's chunks from index *start* on, in order, up to about *max_bytes* (at least one)."""
+    """A stream's chunks from *start* on, in order: about *max_bytes* decoded, one at least."""
     rows = conn.execute(
         "SELECT idx, format, size, writer, attempt, at, data FROM stream_chunks "
         "WHERE run_id = ? AND name = ? AND idx >= ? ORDER BY idx",
@@ -1120,7 +1123,7 @@ def chunks_from(
     total = 0
     for row in rows:
         chunks.append(StoredChunk(*row))
-        total += len(row[6])
+        total += max(row[2], len(row[6]))  # what it will take decoded
         if total >= max_bytes:
             break
     return chunks
