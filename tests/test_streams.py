@@ -505,3 +505,84 @@ async def test_a_stream_written_here_and_elsewhere_reads_whole_here(
             gates["shared"].set()
         await run.result()
     assert seen == ["a0", *(f"b{i}" for i in range(10)), "a1"]
+
+
+async def test_flush_returns_once_what_was_written_is_in_the_file(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path
+) -> None:
+    def on_disk(run_id: str) -> list[int]:
+        with sqlite3.connect(db_path) as conn:  # another connection: sees only commits
+            rows = conn.execute(
+                "SELECT idx FROM stream_chunks WHERE run_id = ? ORDER BY idx", (run_id,)
+            )
+            return [int(idx) for (idx,) in rows]
+
+    seen: list[tuple[int, list[int]]] = []
+
+    @rw.step(name="tests.streams.flusher", retries=0)
+    async def flusher() -> None:
+        out = rw.writable()
+        for round_ in range(5):
+            for i in range(round_ * 10, round_ * 10 + 10):
+                await out.write(i)
+            await out.flush()
+            indexes = await anyio.to_thread.run_sync(on_disk, rw.step_info().run_id)
+            seen.append((round_, indexes))
+
+    @rw.workflow(name="tests.streams.flushes")
+    async def flushes() -> None:
+        await flusher()
+
+    async with make_runtime() as runtime:
+        run = await runtime.start(flushes)
+        await run.result()
+    assert [round_ for round_, _ in seen] == list(range(5))
+    for round_, indexes in seen:
+        assert indexes[: (round_ + 1) * 10] == list(range((round_ + 1) * 10))
+
+
+async def test_a_reader_behind_the_ring_reads_the_rest_from_the_file(
+    make_runtime: Callable[..., rw.Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ring holds about one chunk; without the once-a-second look, a reader
+    # that waited for chunks the ring no longer holds would wait for good.
+    monkeypatch.setattr("runwright.streams._hub.RING_BYTES", 100_000)
+    monkeypatch.setattr("runwright.streams._hub.SAFETY_POLL", 600.0)
+    gates["behind-go"] = anyio.Event()
+    gates["behind-end"] = anyio.Event()
+
+    @rw.step(name="tests.streams.overrun")
+    async def overrun() -> None:
+        out = rw.writable()
+        await out.write(b"0" * 65536)
+        await out.flush()
+        await gates["behind-go"].wait()  # the reader waits for chunk 1 meanwhile
+        for i in range(1, 10):  # one batch: the ring keeps only the last
+            await out.write(str(i).encode() * 65536)
+        await out.flush()
+        await gates["behind-end"].wait()  # the stream stays written here, and open
+
+    @rw.workflow(name="tests.streams.overrun_flow")
+    async def overrun_flow() -> None:
+        await overrun()
+
+    seen: list[bytes] = []
+
+    async def read(reader: rw.StreamReader) -> None:
+        async for chunk in reader:
+            seen.append(chunk.data[:1])
+            if len(seen) == 10:
+                return
+
+    async with make_runtime() as runtime:
+        run = await runtime.start(overrun_flow)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, run.stream())
+                while not seen:  # noqa: ASYNC110 (the reader task fills it)
+                    await anyio.sleep(0.001)
+                await anyio.sleep(0.05)  # let it look at the file and wait
+                gates["behind-go"].set()
+        gates["behind-end"].set()
+        await run.result()
+    assert seen == [str(i).encode() for i in range(10)]
