@@ -586,3 +586,31 @@ async def test_a_reader_behind_the_ring_reads_the_rest_from_the_file(
         gates["behind-end"].set()
         await run.result()
     assert seen == [str(i).encode() for i in range(10)]
+
+
+async def test_a_step_writing_in_a_tight_loop_lets_readers_run_and_can_be_cancelled(
+    make_runtime: Callable[..., rw.Runtime],
+) -> None:
+    @rw.step(name="tests.streams.endless")
+    async def endless() -> None:
+        out = rw.writable()
+        i = 0
+        while True:  # awaits nothing but the writes
+            await out.write(i)
+            i += 1
+
+    @rw.workflow(name="tests.streams.endless_flow")
+    async def endless_flow() -> None:
+        await endless()
+
+    async with make_runtime() as runtime:
+        run = await runtime.start(endless_flow)
+        reader = run.stream()
+        with anyio.fail_after(10):
+            first = [(await anext(reader)).data for _ in range(3)]
+            await run.cancel()
+            with pytest.raises(rw.RunCancelled):
+                await run.result()
+        rest = [chunk.data async for chunk in reader]
+    assert first == [0, 1, 2]
+    assert rest == list(range(3, 3 + len(rest)))

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from .._exceptions import ChunkTooLarge, EncodeError, JournalError, RunNotFound, StreamClosed
@@ -81,10 +82,17 @@ log = logging.getLogger("runwright")
 
 #: Bytes written but not yet durable, per stream, beyond which write() waits.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+#: What a pending chunk costs in memory beyond its bytes, as counted against that bound.
+CHUNK_OVERHEAD = 256
+#: At most this many bytes, and chunks, of one stream go into one transaction.
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_CHUNKS = 4096
 #: Bytes of recent durable chunks kept in memory per stream for readers.
 RING_BYTES = 4 * 1024 * 1024
 #: Bytes a reader fetches from the journal at a time.
 READ_BYTES = 1024 * 1024
+#: A write yields to other tasks once this many writes (or 16 KiB units) went without.
+_YIELD_EVERY = 64
 #: Bytes to compress in a batch from which compression runs in a worker thread.
 PACK_ASIDE_BYTES = 64 * 1024
 #: Seconds a waiting reader sleeps at most before it looks at the journal anyway.
@@ -116,6 +124,8 @@ class _Stream:
     durable: int = 0
     #: One past the highest index this process committed to the stream.
     high: int = 0
+    #: Writes (and 16 KiB units written) since a write last yielded.
+    since_yield: int = 0
     close_requested: bool = False
     closed: bool = False
     error: BaseException | None = None
@@ -249,14 +259,23 @@ class StreamHub:
         return fmt, raw, value
 
     async def write(self, attempt: AttemptStreams, run_id: str, name: str, data: object) -> None:
+        # A cancelled step stops at its next write. Writes yield to other tasks
+        # only now and then, so that a burst reaches the drain in few batches
+        # while a step that writes in a tight loop still lets readers run.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         fmt, raw, value = self.encode(name, data)
         stream = self._touch(attempt, run_id, name)
         self._check_writable(stream)
+        stream.since_yield += 1 + len(raw) // 16384
+        if stream.since_yield >= _YIELD_EVERY:
+            stream.since_yield = 0
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            self._check_writable(stream)
         while stream.unsettled >= MAX_PENDING_BYTES:
             await stream.settled.wait()
             self._check_writable(stream)
         stream.pending.append(_Pending(fmt, raw, attempt.writer, attempt.attempt, value))
-        stream.unsettled += len(raw)
+        stream.unsettled += len(raw) + CHUNK_OVERHEAD
         stream.enqueued += 1
         self._start_drain(stream)
 
@@ -306,8 +325,9 @@ class StreamHub:
             while stream.error is None and (
                 stream.pending or (stream.close_requested and not stream.closed)
             ):
-                batch, stream.pending = stream.pending, []
-                close = stream.close_requested
+                cut = _batch_end(stream.pending)
+                batch, stream.pending = stream.pending[:cut], stream.pending[cut:]
+                close = stream.close_requested and not stream.pending
                 at = self._now()
                 try:
                     if _compressible_bytes(batch) >= PACK_ASIDE_BYTES:
@@ -329,7 +349,7 @@ class StreamHub:
                     stream.remember(chunk, len(item.data))
                 stream.high = max(stream.high, first + len(batch))
                 stream.durable += len(batch)
-                stream.unsettled -= sum(len(item.data) for item in batch)
+                stream.unsettled -= sum(len(item.data) + CHUNK_OVERHEAD for item in batch)
                 stream.closed = stream.closed or close
                 stream.wake_settled()
                 self.wake(stream.run_id)
@@ -379,6 +399,18 @@ class StreamHub:
             )
             for r in rows
         ]
+
+
+def _batch_end(pending: list[_Pending]) -> int:
+    """How many pending chunks go into one write: all, up to BATCH_BYTES and BATCH_CHUNKS."""
+    if len(pending) <= BATCH_CHUNKS and sum(len(item.data) for item in pending) <= BATCH_BYTES:
+        return len(pending)
+    total = 0
+    for count, item in enumerate(pending[:BATCH_CHUNKS]):
+        total += len(item.data)
+        if total > BATCH_BYTES:
+            return max(count, 1)
+    return min(len(pending), BATCH_CHUNKS)
 
 
 def _compressible_bytes(batch: list[_Pending]) -> int:
