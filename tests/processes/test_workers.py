@@ -145,13 +145,15 @@ async def test_a_paused_worker_past_its_lease_records_nothing_twice(workers: Wor
     workers.start(3, lease=1.0, step_delay=0.05)
     async with rw.Runtime(workers.db, execute=False, synchronous="NORMAL") as client:
         handles = await start_runs(client, 60)
-        sleeper = workers.procs[0]
+        # Pause a worker that is running steps (the others may have claimed
+        # every run before a given one even looked).
         with anyio.fail_after(30):
-            while not any(pid == sleeper.pid for *_, pid in ledger(workers.ledger)):  # noqa: ASYNC110
+            while not ledger(workers.ledger):  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        os.kill(sleeper.pid, signal.SIGSTOP)
+        sleeper = ledger(workers.ledger)[0][3]
+        os.kill(sleeper, signal.SIGSTOP)
         await anyio.sleep(2.5)  # past its lease: the others take its runs over
-        os.kill(sleeper.pid, signal.SIGCONT)
+        os.kill(sleeper, signal.SIGCONT)
         values = await results(handles, timeout=60)
     assert values == [worker_flows.expected(i) for i in range(60)]
     assert_each_step_completed_once(workers.db, [h.id for h in handles])
