@@ -4,12 +4,15 @@ one reaches the other through the journal watcher, not a timer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
 
 import runwright as rw
+from runwright.journal._sqlite import Journal
 
 pytestmark = pytest.mark.anyio
 
@@ -64,4 +67,26 @@ async def test_a_clients_run_is_claimed_and_run_by_a_worker(
         handle = await client.start(greet, "ana")
         with anyio.fail_after(5):
             assert await handle.result() == "HELLO ANA"
+        assert await worker.get_run(handle.id).status() is rw.RunStatus.COMPLETED
+
+
+async def test_a_run_started_elsewhere_just_after_a_worker_opened_is_noticed(
+    make_runtime: Callable[..., rw.Runtime], monkeypatch: pytest.MonkeyPatch
+):
+    # A watcher thread that is slow to take its starting point must still see
+    # every commit made after the runtime opened (else the run waits for the
+    # lease loop, 10 s away).
+    original = Journal._watch_loop
+
+    def slow_start(self: Journal, *args: Any) -> None:
+        time.sleep(0.2)
+        original(self, *args)
+
+    monkeypatch.setattr(Journal, "_watch_loop", slow_start)
+    async with make_runtime() as worker:
+        monkeypatch.setattr(Journal, "_watch_loop", original)
+        async with make_runtime(execute=False) as client:
+            handle = await client.start(greet, "bo")
+            with anyio.fail_after(5):
+                assert await handle.result() == "HELLO BO"
         assert await worker.get_run(handle.id).status() is rw.RunStatus.COMPLETED

@@ -767,18 +767,24 @@ class Journal:
             )
         ]
         stop_watching = threading.Event()
+        watching = threading.Event()
         if self._watchers:
             threads.append(
                 threading.Thread(
                     target=self._watch_loop,
-                    args=(call_soon, stop_watching),
+                    args=(call_soon, stop_watching, watching),
                     name="runwright-watcher",
                     daemon=True,
                 )
             )
+        else:
+            watching.set()
         self._foreign_ready = anyio.Event()
         for thread in threads:
             thread.start()
+        # Whatever another process commits from now on is noticed: the watcher
+        # has taken its starting point.
+        await anyio.to_thread.run_sync(watching.wait)
         task_status.started()
         try:
             async with anyio.create_task_group() as tg:
@@ -811,7 +817,10 @@ class Journal:
                     watcher(events)
 
     def _watch_loop(
-        self, call_soon: Callable[[Callable[[], object]], object], stop: threading.Event
+        self,
+        call_soon: Callable[[Callable[[], object]], object],
+        stop: threading.Event,
+        started: threading.Event,
     ) -> None:
         """The watcher thread: notice other processes' commits and read their events.
 
@@ -824,10 +833,18 @@ class Journal:
         inside the writer's own seq ranges are this process's and are not
         reported.
         """
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
         try:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        except sqlite3.Error:
+            started.set()
+            log.exception("%s: the watcher could not start", self.path)
+            return
+        try:
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            finally:
+                started.set()
             delay = _WATCH_BUSY
             hold_until = 0.0
             while not stop.wait(delay):
