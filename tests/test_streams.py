@@ -614,3 +614,22 @@ async def test_a_step_writing_in_a_tight_loop_lets_readers_run_and_can_be_cancel
         rest = [chunk.data async for chunk in reader]
     assert first == [0, 1, 2]
     assert rest == list(range(3, 3 + len(rest)))
+
+
+async def test_closing_a_stream_another_step_closed_is_harmless(
+    make_runtime: Callable[..., rw.Runtime],
+) -> None:
+    async with make_runtime() as runtime:
+        run = await runtime.start(handed_over_twice, ["x"])
+        await collect(run.stream("story"))
+        assert await run.result() == "closed twice"
+
+
+@rw.workflow(name="tests.streams.handed_over_twice")
+async def handed_over_twice(parts: list[str]) -> str:
+    out = rw.writable("story")
+    for part in parts:
+        await write_to(out, part)
+    await close_it(out)
+    await close_it(out)  # another step, another attempt: still harmless
+    return "closed twice"

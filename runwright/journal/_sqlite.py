@@ -103,6 +103,7 @@ _RUN_FINISH_FROM = {
     target: _in(sources(RUN_TRANSITIONS, target)) for target in ("completed", "failed", "cancelled")
 }
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
+_ENDED_RUN = ("completed", "failed", "cancelled")
 _WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
 _WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
 _RUN_COLUMNS = (
@@ -482,16 +483,22 @@ class Tx:
         """Append *chunks* to a run's stream (closing it after them with *close*).
 
         Returns the index the first chunk got. Raises :class:`StreamClosed`,
-        writing nothing, if the stream was closed or the run has ended.
+        writing nothing, if there are chunks and the stream was closed or the
+        run has ended (closing a closed stream is harmless).
         """
         status = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
         row = status.fetchone()
-        if row is None or row[0] in ("completed", "failed", "cancelled"):
-            why = "belongs to no run" if row is None else f"belongs to a run that {row[0]}"
-            raise StreamClosed(run_id, name, why)
+        if row is None:
+            raise StreamClosed(run_id, name, "belongs to no run")
         stream = self._conn.execute(
             "SELECT chunks, closed_at FROM streams WHERE run_id = ? AND name = ?", (run_id, name)
         ).fetchone()
+        if not chunks:  # only a close: harmless on a closed stream or an ended run
+            if close and row[0] not in _ENDED_RUN:
+                self.close_stream(run_id, name, at)
+            return 0 if stream is None else int(stream[0])
+        if row[0] in _ENDED_RUN:
+            raise StreamClosed(run_id, name, f"belongs to a run that {row[0]}")
         if stream is None:
             first = 0
             self._conn.execute(
@@ -503,24 +510,21 @@ class Tx:
             raise StreamClosed(run_id, name, "was closed")
         else:
             first = int(stream[0])
-        if chunks:
-            self._conn.executemany(
-                "INSERT INTO stream_chunks (run_id, name, idx, format, size, writer, attempt, "
-                "at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, name, first + i, c.format, c.size, c.writer, c.attempt, at, c.data)
-                    for i, c in enumerate(chunks)
-                ],
-            )
-            last = first + len(chunks) - 1
-            self._conn.execute(
-                "UPDATE streams SET chunks = ?, bytes = bytes + ?, updated_at = ? "
-                "WHERE run_id = ? AND name = ?",
-                (last + 1, sum(c.size for c in chunks), at, run_id, name),
-            )
-            self.append(
-                run_id, Kind.STREAM_APPENDED, at, name=name, payload=f"{first}-{last}".encode()
-            )
+        self._conn.executemany(
+            "INSERT INTO stream_chunks (run_id, name, idx, format, size, writer, attempt, "
+            "at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, name, first + i, c.format, c.size, c.writer, c.attempt, at, c.data)
+                for i, c in enumerate(chunks)
+            ],
+        )
+        last = first + len(chunks) - 1
+        self._conn.execute(
+            "UPDATE streams SET chunks = ?, bytes = bytes + ?, updated_at = ? "
+            "WHERE run_id = ? AND name = ?",
+            (last + 1, sum(c.size for c in chunks), at, run_id, name),
+        )
+        self.append(run_id, Kind.STREAM_APPENDED, at, name=name, payload=f"{first}-{last}".encode())
         if close:
             self._close_stream(run_id, name, at)
         return first
