@@ -14,7 +14,7 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition
 from ._exceptions import RunCancelled, RunFailed, RunNotFound
-from ._streaming import DEFAULT_STREAM
+from ._streaming import DEFAULT_STREAM, check_name
 from .actors._actor import RunEnd
 from .actors._supervisor import Supervisor
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
@@ -109,8 +109,7 @@ class RunHandle(Generic[R]):
         the writing process get chunks from memory as soon as they are
         durable; readers elsewhere are woken by the journal's watcher.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a stream name is a non-empty str, got {name!r}")
+        check_name(name)
         return self._runtime._supervisor_or_fail().streams.reader(self.id, name, start)
 
     async def stream_info(self, name: str = DEFAULT_STREAM) -> StreamInfo:

@@ -31,12 +31,12 @@ from ._exceptions import NotInStepError, NotInWorkflowError
 from .actors._interpreter import current_interpreter
 from .streams._hub import AttemptStreams, StreamReader, current_attempt
 
-__all__ = ["DEFAULT_STREAM", "Writable", "readable", "writable"]
+__all__ = ["DEFAULT_STREAM", "Writable", "check_name", "readable", "writable"]
 
 DEFAULT_STREAM = "default"
 
 
-def _check_name(name: object) -> str:
+def check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a stream name is a non-empty str, got {name!r}")
     return name
@@ -103,7 +103,7 @@ class Writable:
 
 def writable(name: str = DEFAULT_STREAM) -> Writable:
     """The run's stream called *name*, to write to from a step (or to hand to one)."""
-    _check_name(name)
+    check_name(name)
     info = current_step.get()
     if info is not None:
         return Writable(info.run_id, name)
@@ -123,7 +123,7 @@ def readable(
     the stream is closed or its run ends. A workflow body cannot read streams
     (what it reads would differ on replay); it hands the reading to a step.
     """
-    _check_name(name)
+    check_name(name)
     attempt = current_attempt.get()
     info = current_step.get()
     if attempt is None or info is None:

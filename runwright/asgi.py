@@ -85,6 +85,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ._exceptions import RunNotFound
+from ._streaming import check_name
 
 if TYPE_CHECKING:
     from ._runtime import RunHandle
@@ -134,8 +135,7 @@ def stream_response(
     ``Content-Type``. The run is looked up when the request arrives: an
     unknown run gets a 404.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a stream name is a non-empty str, got {name!r}")
+    check_name(name)
     if format not in _MEDIA_TYPES:
         raise ValueError(f"format is 'sse' or 'raw', got {format!r}")
     if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
