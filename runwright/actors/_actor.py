@@ -963,13 +963,15 @@ class RunActor:
                             result = await definition.invoke(command.args, command.kwargs)
             except BaseException:
                 # A failed attempt's chunks, too, are durable before its outcome.
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await streams.settle()
+                if streams.touched:
+                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                        await streams.settle()
                 raise
             # The outcome is journaled after what the step wrote is durable; a
             # chunk that could not be written fails the attempt.
-            with anyio.CancelScope(shield=True):
-                await streams.settle()
+            if streams.touched:
+                with anyio.CancelScope(shield=True):
+                    await streams.settle()
         except Exception as exc:
             log.debug(
                 "run %s step %s attempt %d failed",
