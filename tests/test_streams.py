@@ -440,6 +440,10 @@ async def test_chunks_of_many_writers_share_transactions(
         for k in range(10):
             chunks = await collect(run.stream(f"s{k}"))
             assert [c.data for c in chunks] == [f"s{k}:{i}" for i in range(100)]
+        # Nothing of the streams stays in memory once their steps are done.
+        hub = runtime.supervisor.streams
+        assert hub._streams == {}
+        assert hub._signals == {}
     with sqlite3.connect(db_path) as conn:
         (appends,) = conn.execute(
             "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'stream_appended'",

@@ -149,6 +149,14 @@ class _Stream:
 
 
 @attrs.define(eq=False)
+class _Signal:
+    """What readers of one run wait on, and how many hold it."""
+
+    event: anyio.Event = attrs.Factory(anyio.Event)
+    holders: int = 0
+
+
+@attrs.define(eq=False)
 class AttemptStreams:
     """The streams one step attempt wrote to; flushed before the step's outcome is journaled."""
 
@@ -186,7 +194,7 @@ class StreamHub:
         self._now = clock_now
         self._spawn = spawn
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._signals: dict[str, anyio.Event] = {}
+        self._signals: dict[str, _Signal] = {}
         #: Counts what happened to any stream other than this process's appends
         #: (another process appended or closed, a run ended): a reader that saw
         #: the same count at its last journal read knows only this process's ring
@@ -212,17 +220,27 @@ class StreamHub:
         if stream.users <= 0 and not stream.draining and self._streams.get(key) is stream:
             del self._streams[key]
 
-    def signal(self, run_id: str) -> anyio.Event:
-        """The event set the next time something happens to *run_id*'s streams."""
-        event = self._signals.get(run_id)
-        if event is None:
-            event = self._signals[run_id] = anyio.Event()
-        return event
+    def hold(self, run_id: str) -> _Signal:
+        """The signal set the next time something happens to *run_id*'s streams.
+
+        Take it before looking (so that nothing happening meanwhile is
+        missed) and :meth:`drop` it after, whether you waited or not.
+        """
+        signal = self._signals.get(run_id)
+        if signal is None:
+            signal = self._signals[run_id] = _Signal()
+        signal.holders += 1
+        return signal
+
+    def drop(self, run_id: str, signal: _Signal) -> None:
+        signal.holders -= 1
+        if signal.holders == 0 and self._signals.get(run_id) is signal:
+            del self._signals[run_id]
 
     def wake(self, run_id: str) -> None:
-        event = self._signals.pop(run_id, None)
-        if event is not None:
-            event.set()
+        signal = self._signals.pop(run_id, None)
+        if signal is not None:
+            signal.event.set()
 
     def _news(self, run_id: str) -> None:
         self.news += 1
@@ -488,8 +506,14 @@ class StreamReader:
         self._ready.clear()
 
     async def _fill(self) -> None:
+        signal = self._hub.hold(self.run_id)
+        try:
+            await self._fill_or_wait(signal)
+        finally:
+            self._hub.drop(self.run_id, signal)
+
+    async def _fill_or_wait(self, signal: _Signal) -> None:
         hub = self._hub
-        signal = hub.signal(self.run_id)
         if self.position < 0:
             look = await self._look(0, count_only=True)
             self.position = max(0, look.count + self._start)
@@ -519,9 +543,9 @@ class StreamReader:
             return
         await self._wait(signal)
 
-    async def _wait(self, signal: anyio.Event) -> None:
+    async def _wait(self, signal: _Signal) -> None:
         with anyio.move_on_after(SAFETY_POLL) as timer:
-            await signal.wait()
+            await signal.event.wait()
         if timer.cancelled_caught:
             self._seen_stream = None  # look at the journal whatever happened
 
