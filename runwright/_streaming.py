@@ -120,8 +120,10 @@ def readable(
     """Read a stream of this run (or of *run_id*) from inside a step.
 
     The same reader ``run.stream()`` gives: in order from *start*, ending when
-    the stream is closed or its run ends. A workflow body cannot read streams
-    (what it reads would differ on replay); it hands the reading to a step.
+    the stream is closed or its run ends. Reading a stream of its own run, a
+    step waits until a writer closes it (its run cannot end meanwhile), or
+    stops reading when it has what it needs. A workflow body cannot read
+    streams (what it reads would differ on replay); it hands that to a step.
     """
     check_name(name)
     attempt = current_attempt.get()
