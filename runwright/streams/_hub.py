@@ -401,8 +401,7 @@ class StreamHub:
             raise RunNotFound(run_id)
         if row is None:
             return StreamInfo(run_id, name, 0, 0, status in _ENDED)
-        closed = row.closed_at is not None or status in _ENDED
-        return StreamInfo(run_id, name, row.chunks, row.bytes, closed)
+        return _info(row, status)
 
     async def all_of(self, run_id: str) -> list[StreamInfo]:
         def read(conn: Any) -> tuple[str | None, list[StreamRow]]:
@@ -411,12 +410,13 @@ class StreamHub:
         status, rows = await self.journal.read(read)
         if status is None:
             raise RunNotFound(run_id)
-        return [
-            StreamInfo(
-                run_id, r.name, r.chunks, r.bytes, r.closed_at is not None or status in _ENDED
-            )
-            for r in rows
-        ]
+        return [_info(row, status) for row in rows]
+
+
+def _info(row: StreamRow, status: str) -> StreamInfo:
+    """A stream as readers see it: closed once closed, or once its run ended."""
+    closed = row.closed_at is not None or status in _ENDED
+    return StreamInfo(row.run_id, row.name, row.chunks, row.bytes, closed)
 
 
 def _batch_end(pending: list[_Pending]) -> int:
