@@ -64,7 +64,7 @@ from .journal._sqlite import (
     streams_of,
 )
 from .journal._states import RunStatus
-from .streams._chunks import Chunk
+from .streams._chunks import Chunk, StreamInfo
 
 __all__ = ["main"]
 
@@ -810,33 +810,20 @@ def _streams_list_command(args: argparse.Namespace) -> int:
             rows = streams_of(conn, args.run_id)  # a journal older than streams has none
     finally:
         conn.close()
-    ended = status in _TERMINAL
+    infos = [StreamInfo.of(row, status) for row in rows]
     if args.json:
         _print_json(
             [
-                {
-                    "name": row.name,
-                    "chunks": row.chunks,
-                    "bytes": row.bytes,
-                    "closed": row.closed_at is not None or ended,
-                }
-                for row in rows
+                {"name": i.name, "chunks": i.chunks, "bytes": i.bytes, "closed": i.closed}
+                for i in infos
             ]
         )
         return 0
-    if not rows:
+    if not infos:
         print("no streams")
         return 0
     table = [["NAME", "CHUNKS", "BYTES", "CLOSED"]]
-    table.extend(
-        [
-            row.name,
-            str(row.chunks),
-            str(row.bytes),
-            "yes" if row.closed_at is not None or ended else "no",
-        ]
-        for row in rows
-    )
+    table.extend([i.name, str(i.chunks), str(i.bytes), "yes" if i.closed else "no"] for i in infos)
     _print_table(table)
     return 0
 

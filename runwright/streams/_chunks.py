@@ -17,7 +17,7 @@ import zstandard
 
 from .._exceptions import DecodeError
 from ..journal._codec import Codec
-from ..journal._sqlite import ChunkRow, StoredChunk
+from ..journal._sqlite import ChunkRow, StoredChunk, StreamRow
 
 __all__ = [
     "COMPRESS_FROM",
@@ -64,6 +64,12 @@ class StreamInfo:
     chunks: int
     bytes: int
     closed: bool
+
+    @classmethod
+    def of(cls, row: StreamRow, run_status: str) -> StreamInfo:
+        """A stream's row as readers see it: closed once closed, or once its run ended."""
+        closed = row.closed_at is not None or run_status in ("completed", "failed", "cancelled")
+        return cls(row.run_id, row.name, row.chunks, row.bytes, closed)
 
 
 class _Zstd(threading.local):

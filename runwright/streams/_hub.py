@@ -401,7 +401,7 @@ class StreamHub:
             raise RunNotFound(run_id)
         if row is None:
             return StreamInfo(run_id, name, 0, 0, status in _ENDED)
-        return _info(row, status)
+        return StreamInfo.of(row, status)
 
     async def all_of(self, run_id: str) -> list[StreamInfo]:
         def read(conn: Any) -> tuple[str | None, list[StreamRow]]:
@@ -410,13 +410,7 @@ class StreamHub:
         status, rows = await self.journal.read(read)
         if status is None:
             raise RunNotFound(run_id)
-        return [_info(row, status) for row in rows]
-
-
-def _info(row: StreamRow, status: str) -> StreamInfo:
-    """A stream as readers see it: closed once closed, or once its run ended."""
-    closed = row.closed_at is not None or status in _ENDED
-    return StreamInfo(row.run_id, row.name, row.chunks, row.bytes, closed)
+        return [StreamInfo.of(row, status) for row in rows]
 
 
 def _batch_end(pending: list[_Pending]) -> int:
