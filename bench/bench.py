@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -51,6 +50,9 @@ from typing import Any, Literal
 import anyio
 
 import runwright as rw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report import error_text, fs_type, percentile, render_table
 
 # -- the workflows ----------------------------------------------------------------
 
@@ -157,13 +159,6 @@ class Result:
     error: str | None = None
     wall_s: float | None = None  # the whole scenario: open, warm-up, runs, close
     samples_ms: list[float] = field(default_factory=list)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _equals(expected: Any) -> Callable[[Any], bool]:
@@ -407,12 +402,6 @@ async def run_scenario(scenario: Scenario, options: argparse.Namespace) -> list[
     return results
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_error_text(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}"
-
-
 async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     for scenario in selected:
@@ -420,7 +409,7 @@ async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list
         try:
             results += await run_scenario(scenario, options)
         except Exception as exc:  # report and carry on with the other scenarios
-            failed = Result(scenario.id, scenario.label, scenario.kind, error=_error_text(exc))
+            failed = Result(scenario.id, scenario.label, scenario.kind, error=error_text(exc))
             if scenario.target is not None:
                 failed.target, failed.met = scenario.target.text, False
             results.append(failed)
@@ -428,25 +417,6 @@ async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list
 
 
 # -- reporting ----------------------------------------------------------------------
-
-
-def _fs_type(path: str) -> str:
-    """The filesystem type holding *path*, from /proc/mounts (Linux), else '?'."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return "?"
-    best, fstype = "", "?"
-    real = os.path.realpath(path)
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        point = parts[1]
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) > len(best):
-            best, fstype = point, parts[2]
-    return fstype
 
 
 def _cpu_model() -> str:
@@ -480,7 +450,7 @@ def machine_info(options: argparse.Namespace) -> dict[str, Any]:
         "anyio": _version("anyio"),
         "synchronous": options.synchronous,
         "backend": options.backend,
-        "temp_dir": f"{tmp} ({_fs_type(tmp)})",
+        "temp_dir": f"{tmp} ({fs_type(tmp)})",
     }
     if hasattr(os, "getloadavg"):
         info["load_avg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -538,17 +508,7 @@ def format_table(results: list[Result]) -> str:
                 f"ERROR: {r.error}" if r.error else r.notes,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [
-            cell.rjust(widths[i]) if i in _RIGHT else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(rows, _RIGHT)
 
 
 def format_machine(info: dict[str, Any]) -> str:

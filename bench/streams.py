@@ -55,6 +55,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 import runwright as rw
 
+sys.path.insert(0, str(Path(__file__).parent))
+from report import error_text, fs_type, percentile, render_table
+
 # -- the data ---------------------------------------------------------------------
 
 SCRIPT = Path(__file__).resolve()
@@ -236,13 +239,6 @@ class Result:
     error: str | None = None
     wall_s: float | None = None
     samples_ms: list[float] = field(default_factory=list)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _summarise(result: Result, samples_s: list[float], size: int | None = None) -> Result:
@@ -481,12 +477,6 @@ def scenarios() -> list[Scenario]:
     return out
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_error_text(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}"
-
-
 async def run_scenario(scenario: Scenario, options: argparse.Namespace) -> Result:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rwstreams-", dir=options.dir) as tmp:
@@ -508,7 +498,7 @@ async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list
         try:
             results.append(await run_scenario(scenario, options))
         except Exception as exc:  # report and carry on with the other scenarios
-            failed = Result(scenario.id, scenario.label, error=_error_text(exc))
+            failed = Result(scenario.id, scenario.label, error=error_text(exc))
             if scenario.target_ms is not None:
                 failed.target, failed.met = f"median <= {scenario.target_ms:g} ms", False
             results.append(failed)
@@ -516,25 +506,6 @@ async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list
 
 
 # -- reporting ----------------------------------------------------------------------
-
-
-def _fs_type(path: str) -> str:
-    """The filesystem type holding *path*, from /proc/mounts (Linux), else '?'."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return "?"
-    best, fstype = "", "?"
-    real = os.path.realpath(path)
-    for line in mounts:
-        parts = line.split()
-        if len(parts) >= 3:
-            point = parts[1]
-            if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) > len(
-                best
-            ):
-                best, fstype = point, parts[2]
-    return fstype
 
 
 def machine_info(options: argparse.Namespace) -> dict[str, Any]:
@@ -547,7 +518,7 @@ def machine_info(options: argparse.Namespace) -> dict[str, Any]:
         "runwright": rw.__version__,
         "synchronous": options.synchronous,
         "backend": options.backend,
-        "temp_dir": f"{tmp} ({_fs_type(tmp)})",
+        "temp_dir": f"{tmp} ({fs_type(tmp)})",
     }
     if hasattr(os, "getloadavg"):
         info["load_avg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -590,17 +561,7 @@ def format_table(results: list[Result]) -> str:
                 f"ERROR: {r.error}" if r.error else r.notes,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [
-            cell.rjust(widths[i]) if i in _RIGHT else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(rows, _RIGHT)
 
 
 # -- the command line ---------------------------------------------------------------
