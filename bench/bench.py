@@ -52,7 +52,7 @@ import anyio
 import runwright as rw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import error_text, fs_type, percentile, render_table
+from report import error_text, format_machine, fs_type, percentile, render_table, select
 
 # -- the workflows ----------------------------------------------------------------
 
@@ -511,11 +511,6 @@ def format_table(results: list[Result]) -> str:
     return render_table(rows, _RIGHT)
 
 
-def format_machine(info: dict[str, Any]) -> str:
-    width = max(len(k) for k in info)
-    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in info.items())
-
-
 # -- the command line ---------------------------------------------------------------
 
 
@@ -608,18 +603,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     every = scenarios(options.burst, options.long_steps)
-    if options.list:
-        for scenario in every:
-            print(f"{scenario.id:10} {scenario.label}")
-        return 0
-    selected = every
-    if options.only:
-        wanted = {part.strip() for part in options.only.split(",") if part.strip()}
-        unknown = wanted - {s.id for s in every}
-        if unknown:
-            print(f"unknown scenario id(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-            return 64
-        selected = [s for s in every if s.id in wanted]
+    selected = select(every, listing=options.list, only=options.only)
+    if isinstance(selected, int):
+        return selected
 
     info = machine_info(options)
     settings = {

@@ -5,10 +5,52 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["error_text", "fs_type", "percentile", "render_table"]
+__all__ = [
+    "error_text",
+    "format_machine",
+    "fs_type",
+    "percentile",
+    "render_table",
+    "select",
+]
+
+
+class _Scenario(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Scenario)
+
+
+def select(every: list[S], *, listing: bool, only: str | None) -> list[S] | int:
+    """The scenarios ``--only`` names (all without it), or an exit status:
+    0 after ``--list`` printed them, 64 for an unknown id."""
+    if listing:
+        for scenario in every:
+            print(f"{scenario.id:10} {scenario.label}")
+        return 0
+    if not only:
+        return every
+    wanted = {part.strip() for part in only.split(",") if part.strip()}
+    unknown = wanted - {s.id for s in every}
+    if unknown:
+        print(f"unknown scenario id(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 64
+    return [s for s in every if s.id in wanted]
+
+
+def format_machine(info: dict[str, Any]) -> str:
+    width = max(len(k) for k in info)
+    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in info.items())
 
 
 def percentile(values: Sequence[float], q: float) -> float:

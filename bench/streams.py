@@ -56,7 +56,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import runwright as rw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import error_text, fs_type, percentile, render_table
+from report import error_text, format_machine, fs_type, percentile, render_table, select
 
 # -- the data ---------------------------------------------------------------------
 
@@ -621,23 +621,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         anyio.run(reader_process, db, run_id, name, options.synchronous, backend=options.backend)
         return 0
     every = scenarios()
-    if options.list:
-        for scenario in every:
-            print(f"{scenario.id:10} {scenario.label}")
-        return 0
-    selected = every
-    if options.only:
-        wanted = {part.strip() for part in options.only.split(",") if part.strip()}
-        unknown = wanted - {s.id for s in every}
-        if unknown:
-            print(f"unknown scenario id(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-            return 64
-        selected = [s for s in every if s.id in wanted]
+    selected = select(every, listing=options.list, only=options.only)
+    if isinstance(selected, int):
+        return selected
 
     info = machine_info(options)
     print("runwright streams benchmark")
-    width = max(len(k) for k in info)
-    print("\n".join(f"{key.ljust(width)}  {value}" for key, value in info.items()))
+    print(format_machine(info))
     print(flush=True)
 
     began = time.perf_counter()

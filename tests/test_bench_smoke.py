@@ -13,9 +13,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 
 
-def test_bench_quick_runs(tmp_path: Path) -> None:
+def run_quick(script: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run *script* --quick; return the process and its table's header line."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--dir", str(tmp_path)],
+        [sys.executable, str(script), "--quick", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -24,6 +25,11 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     header = next((line for line in proc.stdout.splitlines() if line.startswith("scenario ")), None)
     assert header is not None, proc.stdout
+    return proc, header
+
+
+def test_bench_quick_runs(tmp_path: Path) -> None:
+    proc, header = run_quick(BENCH, tmp_path)
     for column in ("median ms", "p95 ms", "runs/s", "target", "met"):
         assert column in header
     assert "50 sequential steps" in proc.stdout
@@ -34,16 +40,7 @@ STREAMS = BENCH.with_name("streams.py")
 
 
 def test_streams_bench_quick_runs(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(STREAMS), "--quick", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    header = next((line for line in proc.stdout.splitlines() if line.startswith("scenario ")), None)
-    assert header is not None, proc.stdout
+    proc, header = run_quick(STREAMS, tmp_path)
     for column in ("median ms", "p95 ms", "MiB/s", "target", "met"):
         assert column in header
     for row in (
