@@ -35,6 +35,7 @@ from ._exceptions import FatalError as FatalError
 from ._exceptions import HookConflict as HookConflict
 from ._exceptions import HookNotFound as HookNotFound
 from ._exceptions import JournalError as JournalError
+from ._exceptions import JournalUnavailable as JournalUnavailable
 from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
 from ._exceptions import NotInStepError as NotInStepError
@@ -84,6 +85,7 @@ __all__ = [
     "HookConflict",
     "HookNotFound",
     "JournalError",
+    "JournalUnavailable",
     "NonDeterminismError",
     "NotARunwrightDatabase",
     "NotInStepError",

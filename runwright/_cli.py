@@ -27,7 +27,6 @@ import datetime as dt
 import importlib
 import json
 import os
-import pathlib
 import signal
 import sqlite3
 import sys
@@ -41,20 +40,14 @@ import zstandard
 from . import __version__
 from ._exceptions import (
     DecodeError,
-    JournalError,
-    NotARunwrightDatabase,
     RunNotFound,
     RunwrightError,
-    SchemaVersionError,
 )
 from ._runtime import DEFAULT_DB, Runtime
 from ._streaming import DEFAULT_STREAM
 from .journal._codec import DefaultCodec
 from .journal._events import Event, Kind
-from .journal._schema import APPLICATION_ID, SCHEMA_VERSION, check_file
-from .journal._sqlite import (
-    RunRow,
-    StreamRow,
+from .journal._queries import (
     events_of,
     list_runs,
     problem_of,
@@ -63,7 +56,9 @@ from .journal._sqlite import (
     steps_of,
     streams_of,
 )
+from .journal._rows import RunRow, StreamRow
 from .journal._states import RunStatus
+from .journal.sqlite import connect_read_only
 from .streams._chunks import Chunk, StreamInfo
 
 __all__ = ["main"]
@@ -325,30 +320,7 @@ def _check_journal(path: str) -> None:
 def _connect_read_only(path: str) -> sqlite3.Connection:
     if not os.path.lexists(path):
         raise _CommandError(f"no runwright database at {path}")
-    check_file(path)
-    if os.path.getsize(path) == 0:
-        raise NotARunwrightDatabase(path, "the file is empty")
-    uri = pathlib.Path(path).absolute().as_uri() + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise JournalError(f"{path}: cannot open it: {exc}") from None
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise NotARunwrightDatabase(path, str(exc)) from None
-    if app_id != APPLICATION_ID:
-        conn.close()
-        raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise SchemaVersionError(
-            f"{path} has journal schema version {version}, newer than this runwright "
-            f"understands ({SCHEMA_VERSION}); upgrade runwright"
-        )
-    return conn
+    return connect_read_only(path)
 
 
 # -- runs list --------------------------------------------------------------------------

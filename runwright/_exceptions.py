@@ -15,6 +15,7 @@
         ├── JournalError
         │   ├── NotARunwrightDatabase  the file is not a runwright journal
         │   ├── DatabaseLocked         another process held the database past the busy timeout
+        │   ├── JournalUnavailable     the database server cannot be reached (after retrying)
         │   └── SchemaVersionError     the journal was written by a newer runwright
         ├── RunNotFound            no run with that id
         ├── RunFailed              the run's workflow raised; carries the recorded error
@@ -43,6 +44,7 @@ __all__ = [
     "HookConflict",
     "HookNotFound",
     "JournalError",
+    "JournalUnavailable",
     "NonDeterminismError",
     "NotARunwrightDatabase",
     "NotInStepError",
@@ -224,6 +226,19 @@ class DatabaseLocked(JournalError):
         )
         self.path = path
         self.busy_timeout = busy_timeout
+
+
+class JournalUnavailable(JournalError):
+    """The journal's database server could not be reached, or the connection was lost
+    during a write (whose outcome the caller cannot know; runwright's own writes are
+    safe to repeat)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"{path}: the database is unavailable ({detail}); runwright reconnects on its "
+            "own. Retry, or raise reconnect_timeout on the Runtime to wait longer."
+        )
+        self.path = path
 
 
 class SchemaVersionError(JournalError):

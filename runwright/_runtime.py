@@ -17,9 +17,12 @@ from ._exceptions import RunCancelled, RunFailed, RunNotFound
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._actor import RunEnd
 from .actors._supervisor import Supervisor
+from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
-from .journal._sqlite import Journal, RunRow, Synchronous, list_runs, run_row
+from .journal._queries import list_runs, run_row
+from .journal._rows import RunRow
 from .journal._states import RunStatus
+from .journal.sqlite import Synchronous
 from .streams._chunks import StreamInfo
 from .streams._hub import StreamReader
 
@@ -124,10 +127,19 @@ class RunHandle(Generic[R]):
 class Runtime:
     """An open journal plus the supervisor that drives its runs in this process.
 
-    ``db`` defaults to ``$RUNWRIGHT_DB``, else ``./runwright.db``.
+    ``db`` is an SQLite file path or a PostgreSQL URL
+    (``postgresql://user@host/dbname``, optionally ``?schema=name``); it
+    defaults to ``$RUNWRIGHT_DB``, else ``./runwright.db``.
     ``synchronous`` is SQLite's setting: FULL (the default) survives power
     loss; NORMAL survives process crashes but may lose the last commits on
-    power loss, and commits several times faster. ``cache_runs`` bounds hot
+    power loss, and commits several times faster. On PostgreSQL durability is
+    the server's ``synchronous_commit``. ``schema`` names the PostgreSQL
+    schema that holds the journal (default ``runwright``); ``migrate=False``
+    refuses to create or upgrade it (``runwright db migrate`` does that).
+    ``reconnect_timeout`` is how long a lost PostgreSQL server is waited for
+    before writes, and ``start()``, fail with :class:`rw.JournalUnavailable`.
+    ``host_id`` names this process's host in run leases (default: the host
+    name); one machine can play several hosts with distinct ids. ``cache_runs`` bounds hot
     interpreters (0: every step resumes by replay). ``max_concurrent_steps``
     bounds steps running at once. ``execute=False`` makes a client that starts
     runs and reads results but runs no steps.
@@ -147,8 +159,18 @@ class Runtime:
         shutdown_grace: float = 10.0,
         hydration_cache_bytes: int = 64 * 1024 * 1024,
         execute: bool = True,
+        schema: str | None = None,
+        migrate: bool = True,
+        reconnect_timeout: float = 30.0,
+        host_id: str | None = None,
     ) -> None:
-        self.path = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
+        target = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
+        self._target = target
+        #: The journal as messages name it (a URL never shows its password).
+        self.path = describe(target, schema)
+        self.schema = schema
+        self.migrate = migrate
+        self.reconnect_timeout = reconnect_timeout
         self.synchronous = synchronous
         self.codec: Codec = codec if codec is not None else DefaultCodec()
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -158,6 +180,7 @@ class Runtime:
             "lease_seconds": lease_seconds,
             "hydration_bytes": hydration_cache_bytes,
             "execute": execute,
+            "host_id": host_id,
         }
         if cache_runs < 0:
             raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
@@ -175,6 +198,9 @@ class Runtime:
     def supervisor(self) -> Supervisor:
         return self._supervisor_or_fail()
 
+    def __repr__(self) -> str:
+        return f"<Runtime {self.path}>"
+
     def _journal_or_fail(self) -> Journal:
         if self._journal is None:
             raise RuntimeError("the runtime is not open; use it as `async with Runtime(...)`")
@@ -188,8 +214,13 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._journal is not None:
             raise RuntimeError("this Runtime is already open")
-        journal = await Journal.open(
-            self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout
+        journal = await open_journal(
+            self._target,
+            synchronous=self.synchronous,
+            busy_timeout=self.busy_timeout,
+            schema=self.schema,
+            migrate=self.migrate,
+            reconnect_timeout=self.reconnect_timeout,
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()

@@ -1,8 +1,15 @@
-"""Shared fixtures: every async test runs on asyncio and trio, and every runtime
-test runs with hot interpreters and with ``cache_runs=0`` (every step by replay)."""
+"""Shared fixtures: every async test runs on asyncio and trio, every runtime test
+runs with hot interpreters and with ``cache_runs=0`` (every step by replay), and
+every test that takes ``db_path`` runs on both journal backends: an SQLite file,
+and a fresh schema of the PostgreSQL database at ``$RUNWRIGHT_TEST_PG`` (default:
+the local server's ``test`` database). ``--backend sqlite`` or ``--backend
+postgresql`` runs one. A test marked ``sqlite_only`` or ``postgres_only`` says why.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +19,62 @@ from blockbuster import blockbuster_ctx
 
 import runwright as rw
 from runwright.testing import FakeClock
+
+PG_URL = os.environ.get("RUNWRIGHT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=(*BACKENDS, "all"),
+        default="all",
+        help="which journal backends the db_path tests run on (default: all)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): runs on the SQLite journal only")
+    config.addinivalue_line(
+        "markers", "postgres_only(reason): runs on the PostgreSQL journal only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "journal_backend" not in metafunc.fixturenames:
+        return
+    chosen = metafunc.config.getoption("--backend")
+    backends = [b for b in BACKENDS if chosen in ("all", b)]
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        backends = [b for b in backends if b == "sqlite"]
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        backends = [b for b in backends if b == "postgresql"]
+    metafunc.parametrize("journal_backend", backends, scope="function")
+
+
+def new_pg_schema() -> tuple[str, Callable[[], None]]:
+    """A URL naming a fresh schema of the test database, and what drops it."""
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+
+    def drop() -> None:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    return f"{PG_URL}?schema={schema}", drop
+
+
+@pytest.fixture
+def db_path(journal_backend: str, tmp_path: Path) -> Iterator[Path | str]:
+    """The test's journal: a file path on SQLite, a URL with its own schema on PostgreSQL."""
+    if journal_backend == "sqlite":
+        yield tmp_path / "journal.db"
+        return
+    url, drop = new_pg_schema()
+    yield url
+    drop()
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -49,7 +112,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_runtime(db_path: Path, clock: FakeClock, cache_runs: int) -> Callable[..., rw.Runtime]:
+def make_runtime(db_path: Path | str, clock: FakeClock, cache_runs: int) -> Callable[..., rw.Runtime]:
     """A Runtime on the test's database file and fake clock; keywords override."""
 
     def make(**overrides: Any) -> rw.Runtime:

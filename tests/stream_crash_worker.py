@@ -38,7 +38,7 @@ from typing import Any
 import anyio
 
 import runwright as rw
-from runwright.journal._sqlite import Tx
+from runwright.journal._tx import Tx
 
 
 @rw.step(name="stream_crash.write", retries=0)

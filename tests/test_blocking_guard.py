@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockingError
 
-from runwright.journal._schema import check_file
+from runwright.journal.sqlite._schema import check_file
 
 pytestmark = pytest.mark.anyio
 

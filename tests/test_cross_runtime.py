@@ -12,7 +12,8 @@ import anyio
 import pytest
 
 import runwright as rw
-from runwright.journal._sqlite import Journal
+from runwright.journal.postgres._journal import PostgresJournal
+from runwright.journal.sqlite import SqliteJournal
 
 pytestmark = pytest.mark.anyio
 
@@ -76,15 +77,17 @@ async def test_a_run_started_elsewhere_just_after_a_worker_opened_is_noticed(
     # A watcher thread that is slow to take its starting point must still see
     # every commit made after the runtime opened (else the run waits for the
     # lease loop, 10 s away).
-    original = Journal._watch_loop
+    originals = {cls: cls._watch_loop for cls in (SqliteJournal, PostgresJournal)}
 
-    def slow_start(self: Journal, *args: Any) -> None:
+    def slow_start(self: Any, *args: Any) -> None:
         time.sleep(0.2)
-        original(self, *args)
+        originals[type(self)](self, *args)
 
-    monkeypatch.setattr(Journal, "_watch_loop", slow_start)
+    for cls in originals:
+        monkeypatch.setattr(cls, "_watch_loop", slow_start)
     async with make_runtime() as worker:
-        monkeypatch.setattr(Journal, "_watch_loop", original)
+        for cls, original in originals.items():
+            monkeypatch.setattr(cls, "_watch_loop", original)
         async with make_runtime(execute=False) as client:
             handle = await client.start(greet, "bo")
             with anyio.fail_after(5):

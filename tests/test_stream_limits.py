@@ -24,7 +24,7 @@ import anyio.lowlevel
 import pytest
 
 import runwright as rw
-from runwright.journal._sqlite import Tx
+from runwright.journal._tx import Tx
 from runwright.streams import _hub
 from runwright.streams._hub import MAX_PENDING_BYTES, RING_BYTES
 

@@ -69,7 +69,9 @@ from .._exceptions import (
 )
 from ..journal._codec import encode_exception, rebuild_exception
 from ..journal._events import RESOLUTION_KINDS, Event, Kind
-from ..journal._sqlite import RunRow, StepRow, Tx, WaitRow, events_of, steps_of, waits_of
+from ..journal._queries import events_of, steps_of, waits_of
+from ..journal._rows import RunRow, StepRow, WaitRow
+from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
 from ._interpreter import (
     ChildCommand,
@@ -266,7 +268,7 @@ class RunActor:
                     command.encoded_args,
                     at,
                     owner=self.sup.owner,
-                    lease_expires_at=self.sup.lease_until(),
+                    lease_seconds=self.sup.lease_seconds,
                 )
             elif command.cid not in self.disposed_hooks:
                 tx.dispose_hook(self.run_id, command.cid, at)

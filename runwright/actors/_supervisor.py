@@ -28,7 +28,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -40,21 +40,17 @@ from .._exceptions import (
     DecodeError,
     HookNotFound,
     JournalError,
+    JournalUnavailable,
     RunNotFound,
     RunTimeout,
     UnknownWorkflowError,
 )
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
-from ..journal._sqlite import (
-    Journal,
-    RunRow,
-    Tx,
-    claimable_runs,
-    live_runs,
-    owners,
-    run_row,
-)
+from ..journal._journal import Journal
+from ..journal._queries import claimable_runs, live_runs, owners, run_row
+from ..journal._rows import RunRow
+from ..journal._tx import Tx
 from ..streams._hub import StreamHub
 from ._actor import (
     CancelRequested,
@@ -70,6 +66,7 @@ from ._slots import StepSlots
 
 __all__ = ["Supervisor", "new_owner_id", "new_run_id"]
 
+T = TypeVar("T")
 log = logging.getLogger("runwright")
 
 _TERMINAL = ("completed", "failed", "cancelled")
@@ -86,8 +83,9 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-def new_owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+def new_owner_id(host_id: str | None = None) -> str:
+    host = socket.gethostname() if host_id is None else host_id
+    return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _owner_is_dead(owner: str) -> bool:
@@ -123,6 +121,7 @@ class Supervisor:
         lease_seconds: float,
         hydration_bytes: int,
         execute: bool = True,
+        host_id: str | None = None,
     ) -> None:
         if cache_runs < 0:
             raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
@@ -131,7 +130,9 @@ class Supervisor:
         self.journal = journal
         self.codec = codec
         self.clock = clock
-        self.owner = new_owner_id()
+        if host_id is not None and (not host_id or ":" in host_id):
+            raise ValueError(f"host_id must be a non-empty name without ':', got {host_id!r}")
+        self.owner = new_owner_id(host_id)
         self.cache_runs = cache_runs
         self.lease_seconds = lease_seconds
         self.execute = execute
@@ -194,10 +195,6 @@ class Supervisor:
         if run_id not in self.actors:
             self.spawn(self._resume, run_id)
 
-    def lease_until(self) -> float:
-        """When a lease taken or renewed now expires (wall-clock time: leases span processes)."""
-        return time.time() + self.lease_seconds
-
     async def _lease_loop(self) -> None:
         """Renew leases; let go of runs another process took; claim runs nobody drives."""
         while True:
@@ -217,7 +214,7 @@ class Supervisor:
 
     async def renew(self) -> None:
         renew = functools.partial(
-            Tx.renew_leases, owner=self.owner, lease_expires_at=self.lease_until()
+            Tx.renew_leases, owner=self.owner, lease_seconds=self.lease_seconds
         )
         # Only actors that existed before the renewal: a run claimed while it
         # was being written is ours but not in *owned*.
@@ -244,7 +241,7 @@ class Supervisor:
         run_id = new_run_id()
         at = self.clock.now()
         owner = self.owner if self.execute else None
-        lease = self.lease_until() if self.execute else None
+        lease = self.lease_seconds
         actor = self._actor(run_id, definition, args, kwargs, at)
         commands: list[Any] = []
         end = None
@@ -264,7 +261,7 @@ class Supervisor:
                 at,
                 key=key,
                 owner=owner,
-                lease_expires_at=lease,
+                lease_seconds=lease,
             )
             if existing is not None:
                 return existing, []
@@ -273,7 +270,7 @@ class Supervisor:
                 RunActor.write_end(tx, run_id, end, at)
             return None, tx.events
 
-        existing, events = await self.journal.write(create)
+        existing, events = await self._write_patiently(create)
         if existing is not None:
             actor.drop_interpreter()
             return existing
@@ -288,6 +285,21 @@ class Supervisor:
         self.touch(actor)
         actor.start(commands, events)
         return run_id
+
+    async def _write_patiently(self, fn: Callable[[Tx], T]) -> T:
+        """Write *fn*, retrying while the journal is unavailable, for up to its
+        ``reconnect_timeout`` (*fn* must be safe to repeat: its first try may
+        have committed unseen)."""
+        deadline = time.monotonic() + getattr(self.journal, "reconnect_timeout", 0.0)
+        delay = 0.05
+        while True:
+            try:
+                return await self.journal.write(fn)
+            except JournalUnavailable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _actor(
         self,
@@ -311,18 +323,18 @@ class Supervisor:
         whose owner is a process on this host that no longer exists (this
         reads every live run, so it is done at start and with lease renewal).
         """
-        now, me = time.time(), self.owner
+        me = self.owner
         room = max(1, self.max_concurrent_steps - len(self.actors))
         skip = len(self.actors) + len(self.stuck_runs)  # rows we may see that are ours already
         if dead_owners:
             rows = await self.journal.read(live_runs)
         else:
-            rows = await self.journal.read(lambda c: claimable_runs(c, me, now, room + skip + 1))
+            rows = await self.journal.read(lambda c: claimable_runs(c, me, room + skip + 1))
         candidates: list[tuple[str, str]] = []
-        for run_id, owner, lease in rows:
+        for run_id, owner, expired in rows:
             if run_id in self.actors or run_id in self.stuck_runs:
                 continue
-            if owner is None or owner == me or (lease is not None and lease < now):
+            if owner is None or owner == me or expired:
                 candidates.append((run_id, ""))
             elif dead_owners and _owner_is_dead(owner):
                 candidates.append((run_id, owner))
@@ -330,12 +342,12 @@ class Supervisor:
         candidates = candidates[:room]
         if not candidates:
             return
-        me, until = self.owner, self.lease_until()
+        lease = self.lease_seconds
         claimed: list[str] = await self.journal.write(
             lambda tx: [
                 run_id
                 for run_id, dead in candidates
-                if tx.claim_run(run_id, me, until, now, steal_from=dead)
+                if tx.claim_run(run_id, me, lease, steal_from=dead)
             ]
         )
         for run_id in claimed:

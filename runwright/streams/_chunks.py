@@ -17,7 +17,7 @@ import zstandard
 
 from .._exceptions import DecodeError
 from ..journal._codec import Codec
-from ..journal._sqlite import ChunkRow, StoredChunk, StreamRow
+from ..journal._rows import ChunkRow, StoredChunk, StreamRow
 
 __all__ = [
     "COMPRESS_FROM",

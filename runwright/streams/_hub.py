@@ -46,17 +46,10 @@ import attrs
 from .._exceptions import ChunkTooLarge, EncodeError, JournalError, RunNotFound, StreamClosed
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
-from ..journal._sqlite import (
-    ChunkRow,
-    Journal,
-    StoredChunk,
-    StreamRow,
-    Tx,
-    chunks_from,
-    run_status,
-    stream_row,
-    streams_of,
-)
+from ..journal._journal import Journal
+from ..journal._queries import chunks_from, run_status, stream_row, streams_of
+from ..journal._rows import ChunkRow, StoredChunk, StreamRow
+from ..journal._tx import Tx
 from ._chunks import (
     BYTES,
     COMPRESS_FROM,

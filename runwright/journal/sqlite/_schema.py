@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .._exceptions import NotARunwrightDatabase, SchemaVersionError
+from ..._exceptions import NotARunwrightDatabase, SchemaVersionError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 

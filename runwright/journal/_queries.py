@@ -1,0 +1,178 @@
+"""Reads: plain functions of a connection (either backend's), usable from any thread."""
+
+from __future__ import annotations
+
+from ._events import Event
+from ._rows import RunRow, StepRow, StoredChunk, StreamRow, WaitRow
+from ._tx import Connection
+
+__all__ = [
+    "chunks_from",
+    "claimable_runs",
+    "due_waits",
+    "events_of",
+    "list_runs",
+    "live_runs",
+    "next_wake",
+    "owners",
+    "problem_of",
+    "run_row",
+    "run_status",
+    "steps_of",
+    "stream_row",
+    "streams_of",
+    "waits_of",
+]
+
+_RUN_COLUMNS = (
+    "run_id, workflow, key, status, args, outcome, error_type, error_message, owner, "
+    "lease_expires_at, created_at, updated_at, finished_at"
+)
+
+
+def events_of(conn: Connection, run_id: str, after: int = 0) -> list[Event]:
+    rows = conn.execute(
+        "SELECT seq, run_id, kind, cid, attempt, name, payload, at FROM events "
+        "WHERE run_id = ? AND seq > ? ORDER BY seq",
+        (run_id, after),
+    ).fetchall()
+    return [Event(*row) for row in rows]
+
+
+def run_row(conn: Connection, run_id: str) -> RunRow | None:
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else RunRow(*row)
+
+
+def list_runs(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    limit: int = 100,
+) -> list[RunRow]:
+    where, params = [], []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [RunRow(*row) for row in rows]
+
+
+def steps_of(conn: Connection, run_id: str) -> list[StepRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, name, status, attempt, retry_at FROM steps WHERE run_id = ? "
+        "ORDER BY cid",
+        (run_id,),
+    ).fetchall()
+    return [StepRow(*row) for row in rows]
+
+
+def waits_of(conn: Connection, run_id: str) -> list[WaitRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, wake_at, status FROM waits WHERE run_id = ? ORDER BY cid", (run_id,)
+    ).fetchall()
+    return [WaitRow(*row) for row in rows]
+
+
+def due_waits(conn: Connection, now: float, limit: int = 1000) -> list[WaitRow]:
+    rows = conn.execute(
+        "SELECT run_id, cid, wake_at, status FROM waits WHERE status = 'pending' AND wake_at <= ? "
+        "ORDER BY wake_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [WaitRow(*row) for row in rows]
+
+
+def next_wake(conn: Connection) -> float | None:
+    row = conn.execute("SELECT min(wake_at) FROM waits WHERE status = 'pending'").fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+def claimable_runs(conn: Connection, owner: str, limit: int) -> list[tuple[str, str | None, bool]]:
+    """Unfinished runs nobody holds a live lease on (or *owner* holds), oldest first:
+    ``(run_id, owner, lease_expired)``, expiry judged by the journal's clock."""
+    return [
+        (str(r[0]), r[1], bool(r[2]))
+        for r in conn.execute(
+            "SELECT run_id, owner, lease_expires_at < rw_now() FROM runs "
+            "WHERE status IN ('pending', 'running') "
+            "AND (owner IS NULL OR owner = ? OR lease_expires_at < rw_now()) "
+            "ORDER BY created_at LIMIT ?",
+            (owner, limit),
+        )
+    ]
+
+
+def owners(conn: Connection) -> list[str]:
+    """Every process that holds a run's lease."""
+    return [
+        str(r[0]) for r in conn.execute("SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL")
+    ]
+
+
+def live_runs(conn: Connection) -> list[tuple[str, str | None, bool]]:
+    """Every run that is not finished: ``(run_id, owner, lease_expired)``."""
+    return [
+        (str(r[0]), r[1], bool(r[2]))
+        for r in conn.execute(
+            "SELECT run_id, owner, coalesce(lease_expires_at < rw_now(), false) FROM runs "
+            "WHERE status IN ('pending', 'running') ORDER BY created_at"
+        )
+    ]
+
+
+def problem_of(conn: Connection, run_id: str) -> tuple[str, str, float] | None:
+    row = conn.execute(
+        "SELECT kind, message, at FROM run_problems WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+
+
+def chunks_from(
+    conn: Connection, run_id: str, name: str, start: int, max_bytes: int
+) -> list[StoredChunk]:
+    """A stream's chunks from *start* on, in order: about *max_bytes* decoded, one at least."""
+    rows = conn.execute(
+        "SELECT idx, format, size, writer, attempt, at, data FROM stream_chunks "
+        "WHERE run_id = ? AND name = ? AND idx >= ? ORDER BY idx",
+        (run_id, name, start),
+    )
+    chunks: list[StoredChunk] = []
+    total = 0
+    for row in rows:
+        chunks.append(StoredChunk(*row))
+        total += max(row[2], len(row[6]))  # what it will take decoded
+        if total >= max_bytes:
+            break
+    return chunks
+
+
+def stream_row(conn: Connection, run_id: str, name: str) -> StreamRow | None:
+    row = conn.execute(
+        "SELECT run_id, name, chunks, bytes, closed_at, created_at, updated_at FROM streams "
+        "WHERE run_id = ? AND name = ?",
+        (run_id, name),
+    ).fetchone()
+    return None if row is None else StreamRow(*row)
+
+
+def streams_of(conn: Connection, run_id: str) -> list[StreamRow]:
+    rows = conn.execute(
+        "SELECT run_id, name, chunks, bytes, closed_at, created_at, updated_at FROM streams "
+        "WHERE run_id = ? ORDER BY created_at, name",
+        (run_id,),
+    )
+    return [StreamRow(*row) for row in rows]
+
+
+def run_status(conn: Connection, run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else str(row[0])

@@ -1,0 +1,510 @@
+"""The journal contract: every transaction the actors need, in SQL both backends run.
+
+A :class:`Tx` is one caller's share of a write transaction. Each method appends
+the event and changes the materialized row in the same transaction. Claims are
+conditional UPDATEs whose ``WHERE status IN (...)`` comes from the lifecycle
+tables in :mod:`._states`; a method returns False when it matched nothing,
+which is how losing a race looks.
+
+The SQL here is the common subset of SQLite and PostgreSQL (``?`` placeholders,
+``ON CONFLICT``, ``RETURNING``); a backend hands in a connection whose
+``execute`` speaks it. Time that decides ownership is ``rw_now()``, a function
+each backend defines: the host's clock for an SQLite file (one host), the
+database server's clock for PostgreSQL (many hosts, whose clocks drift).
+
+A backend's transactions must be serializable with respect to each other and
+commit in ``seq`` order: the methods read and then write (a key's run, a
+step's row), and readers follow the log by ``seq``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+from .._exceptions import StreamClosed
+from ._events import RESOLUTION_KINDS, Event, Kind
+from ._rows import ChunkRow
+from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
+
+__all__ = ["Connection", "Cursor", "Tx"]
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the contract's SQL needs of a connection (sqlite3's, or an adapter)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+def _in(states: Iterable[str]) -> str:
+    return "(" + ",".join(f"'{s}'" for s in states) + ")"
+
+
+_RUN_FINISH_FROM = {
+    target: _in(sources(RUN_TRANSITIONS, target)) for target in ("completed", "failed", "cancelled")
+}
+_STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
+_ENDED_RUN = ("completed", "failed", "cancelled")
+_WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
+_WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
+
+
+class Tx:
+    """One caller's share of a write transaction. Only the writer thread uses it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.events: list[Event] = []
+
+    def append(
+        self,
+        run_id: str,
+        kind: str,
+        at: float,
+        *,
+        cid: int | None = None,
+        attempt: int | None = None,
+        name: str | None = None,
+        payload: bytes | None = None,
+    ) -> Event:
+        seq = self._insert_event((run_id, kind, cid, attempt, name, payload, at))
+        event = Event(seq, run_id, kind, cid, attempt, name, payload, at)
+        self.events.append(event)
+        return event
+
+    def _insert_event(self, values: tuple[Any, ...]) -> int:
+        row = self._conn.execute(
+            "INSERT INTO events (run_id, kind, cid, attempt, name, payload, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            values,
+        ).fetchone()
+        return int(row[0])
+
+    # -- runs -------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        workflow: str,
+        args: bytes,
+        at: float,
+        *,
+        key: str | None,
+        owner: str | None,
+        lease_seconds: float,
+    ) -> str | None:
+        """Create a run (RUNNING with a lease of *lease_seconds* if it has an owner, else
+        PENDING).
+
+        Returns None when it was created, or the id of the run that already
+        holds *key*, or *run_id* itself if it exists (a retry of a write whose
+        commit was not acknowledged).
+        """
+        if key is not None:
+            row = self._conn.execute("SELECT run_id FROM runs WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        if owner is not None:
+            cur = self._conn.execute(
+                "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, rw_now() + ?, ?, ?) "
+                "ON CONFLICT (run_id) DO NOTHING",
+                (run_id, workflow, key, args, owner, lease_seconds, at, at),
+            )
+        else:
+            cur = self._conn.execute(
+                "INSERT INTO runs (run_id, workflow, key, status, args, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                (run_id, workflow, key, args, at, at),
+            )
+        if cur.rowcount != 1:
+            return run_id
+        self.append(run_id, Kind.RUN_CREATED, at, name=workflow, payload=args)
+        return None
+
+    def start_child(
+        self,
+        parent_run_id: str,
+        cid: int,
+        child_run_id: str,
+        workflow: str,
+        args: bytes,
+        at: float,
+        *,
+        owner: str | None,
+        lease_seconds: float,
+    ) -> None:
+        """Create a child run and record it at position *cid* of its parent."""
+        self.create_run(
+            child_run_id, workflow, args, at, key=None, owner=owner, lease_seconds=lease_seconds
+        )
+        self._conn.execute(
+            "UPDATE runs SET parent_run_id = ?, parent_cid = ? WHERE run_id = ?",
+            (parent_run_id, cid, child_run_id),
+        )
+        self.append(
+            parent_run_id, Kind.CHILD_STARTED, at, cid=cid, name=workflow,
+            payload=child_run_id.encode(),
+        )  # fmt: skip
+
+    def claim_run(
+        self, run_id: str, owner: str, lease_seconds: float, *, steal_from: str = ""
+    ) -> bool:
+        """Take ownership of a live run nobody holds, whose lease expired by the journal's
+        clock (or *steal_from*'s, known dead)."""
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = ?, lease_expires_at = rw_now() + ?, "
+            "status = CASE status WHEN 'pending' THEN 'running' ELSE status END "
+            "WHERE run_id = ? AND status IN ('pending', 'running') "
+            "AND (owner IS NULL OR owner = ? OR owner = ? OR lease_expires_at < rw_now())",
+            (owner, lease_seconds, run_id, owner, steal_from),
+        )
+        return cur.rowcount == 1
+
+    def owns(self, run_id: str, owner: str) -> bool:
+        """Whether *owner* drives *run_id* (a live run whose lease it holds)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND status = 'running'",
+            (run_id, owner),
+        ).fetchone()
+        return row is not None
+
+    def any_command(self, run_id: str, cids: Sequence[int]) -> bool:
+        """Whether a step or wait already exists at any of *cids* (someone else wrote it)."""
+        if not cids:
+            return False
+        marks = ",".join("?" * len(cids))
+        row = self._conn.execute(
+            f"SELECT 1 FROM steps WHERE run_id = ? AND cid IN ({marks}) "
+            f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) "
+            f"UNION ALL SELECT 1 FROM events WHERE run_id = ? AND kind = 'hook_created' "
+            f"AND cid IN ({marks}) LIMIT 1",
+            (run_id, *cids, run_id, *cids, run_id, *cids),
+        ).fetchone()
+        return row is not None
+
+    def latest_resolution(self, run_id: str) -> int:
+        """The seq of the run's newest step or wait outcome (0 if none)."""
+        row = self._conn.execute(
+            "SELECT seq FROM events WHERE run_id = ? AND kind IN "
+            f"{_in(sorted(RESOLUTION_KINDS))} ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def renew_leases(self, owner: str, lease_seconds: float) -> set[str]:
+        """Extend every lease *owner* holds by *lease_seconds* from now (the journal's clock);
+        return the runs it still owns."""
+        rows = self._conn.execute(
+            "UPDATE runs SET lease_expires_at = rw_now() + ? WHERE owner = ? "
+            "AND status = 'running' RETURNING run_id",
+            (lease_seconds, owner),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def release_run(self, run_id: str, owner: str) -> bool:
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE run_id = ? AND owner = ?",
+            (run_id, owner),
+        )
+        return cur.rowcount == 1
+
+    def release_runs(self, owner: str) -> int:
+        cur = self._conn.execute(
+            "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE owner = ?", (owner,)
+        )
+        return cur.rowcount
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: Literal["completed", "failed", "cancelled"],
+        at: float,
+        *,
+        outcome: bytes | None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        cur = self._conn.execute(
+            "UPDATE runs SET status = ?, outcome = ?, error_type = ?, error_message = ?, "
+            "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
+            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
+            (status, outcome, error_type, error_message, at, at, run_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        kind = {
+            "completed": Kind.RUN_COMPLETED,
+            "failed": Kind.RUN_FAILED,
+            "cancelled": Kind.RUN_CANCELLED,
+        }[status]
+        self.append(run_id, kind, at, payload=outcome)
+        self._conn.execute(
+            f"UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND status IN "
+            f"{_WAIT_CANCEL_FROM}",
+            (run_id,),
+        )
+        self._conn.execute("DELETE FROM hooks WHERE run_id = ?", (run_id,))
+        parent = self._conn.execute(
+            "SELECT parent_run_id, parent_cid FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if parent is not None and parent[0] is not None:
+            # The parent learns through its own journal, in the same transaction.
+            self.append(
+                str(parent[0]), Kind.CHILD_COMPLETED, at, cid=int(parent[1]), name=status,
+                payload=outcome,
+            )  # fmt: skip
+        self.clear_problem(run_id)
+        return True
+
+    def request_cancel(self, run_id: str, at: float) -> str:
+        """Ask a run to cancel: "requested" (its driver will), "finished" (a run nobody
+        started ends now), "already" (asked before), "ended" or "unknown"."""
+        row = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return "unknown"
+        if row[0] in ("completed", "failed", "cancelled"):
+            return "ended"
+        if row[0] == "pending":
+            self.finish_run(run_id, "cancelled", at, outcome=None)
+            return "finished"
+        asked = self._conn.execute(
+            "SELECT 1 FROM events WHERE run_id = ? AND kind = ? LIMIT 1",
+            (run_id, Kind.CANCEL_REQUESTED),
+        ).fetchone()
+        if asked is not None:
+            return "already"
+        self.append(run_id, Kind.CANCEL_REQUESTED, at)
+        children = self._conn.execute(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN ('pending', 'running')",
+            (run_id,),
+        ).fetchall()
+        for (child,) in children:
+            self.request_cancel(str(child), at)
+        return "requested"
+
+    def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
+        self._conn.execute(
+            "INSERT INTO run_problems (run_id, kind, message, at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, "
+            "message = excluded.message, at = excluded.at",
+            (run_id, kind, message, at),
+        )
+
+    def clear_problem(self, run_id: str) -> None:
+        self._conn.execute("DELETE FROM run_problems WHERE run_id = ?", (run_id,))
+
+    # -- steps ------------------------------------------------------------------
+
+    def schedule_step(
+        self, run_id: str, cid: int, name: str, args: bytes, at: float, *, start: bool
+    ) -> None:
+        """Record a step the workflow asked for; with *start*, claim its first attempt too."""
+        self._conn.execute(
+            "INSERT INTO steps (run_id, cid, name, status, attempt) VALUES (?, ?, ?, ?, ?)",
+            (run_id, cid, name, "running" if start else "scheduled", 1 if start else 0),
+        )
+        self.append(run_id, Kind.STEP_SCHEDULED, at, cid=cid, name=name, payload=args)
+        if start:
+            self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=1, name=name)
+
+    def start_attempt(self, run_id: str, cid: int, name: str, attempt: int, at: float) -> bool:
+        """Claim *attempt* of a step: wins only if the step is still at ``attempt - 1``."""
+        cur = self._conn.execute(
+            "UPDATE steps SET status = 'running', attempt = ?, retry_at = NULL "
+            f"WHERE run_id = ? AND cid = ? AND attempt = ? AND status IN {_STEP_START_FROM}",
+            (attempt, run_id, cid, attempt - 1),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=attempt, name=name)
+        return True
+
+    def _end_attempt(
+        self,
+        run_id: str,
+        cid: int,
+        attempt: int,
+        status: str,
+        retry_at: float | None = None,
+    ) -> bool:
+        cur = self._conn.execute(
+            "UPDATE steps SET status = ?, retry_at = ? "
+            "WHERE run_id = ? AND cid = ? AND attempt = ? AND status = 'running'",
+            (status, retry_at, run_id, cid, attempt),
+        )
+        return cur.rowcount == 1
+
+    def complete_step(
+        self, run_id: str, cid: int, name: str, attempt: int, result: bytes, at: float
+    ) -> Event | None:
+        if not self._end_attempt(run_id, cid, attempt, "completed"):
+            return None
+        return self.append(
+            run_id, Kind.STEP_COMPLETED, at, cid=cid, attempt=attempt, name=name, payload=result
+        )
+
+    def fail_step(
+        self, run_id: str, cid: int, name: str, attempt: int, error: bytes, at: float
+    ) -> Event | None:
+        if not self._end_attempt(run_id, cid, attempt, "failed"):
+            return None
+        return self.append(
+            run_id, Kind.STEP_FAILED, at, cid=cid, attempt=attempt, name=name, payload=error
+        )
+
+    def retry_step(
+        self,
+        run_id: str,
+        cid: int,
+        name: str,
+        attempt: int,
+        error: bytes,
+        retry_at: float,
+        at: float,
+    ) -> bool:
+        if not self._end_attempt(run_id, cid, attempt, "retrying", retry_at):
+            return False
+        self.append(
+            run_id, Kind.STEP_RETRYING, at, cid=cid, attempt=attempt, name=name, payload=error
+        )
+        return True
+
+    # -- hooks ------------------------------------------------------------------
+
+    def create_hook(self, run_id: str, cid: int, token: str, payload: bytes, at: float) -> bool:
+        """Record a hook; False (and a hook_conflict event) if a live hook holds *token*."""
+        self.append(run_id, Kind.HOOK_CREATED, at, cid=cid, name=token, payload=payload)
+        cur = self._conn.execute(
+            "INSERT INTO hooks (token, run_id, cid) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (token, run_id, cid),
+        )
+        if cur.rowcount == 1:
+            return True
+        self.append(run_id, Kind.HOOK_CONFLICT, at, cid=cid, name=token)
+        return False
+
+    def dispose_hook(self, run_id: str, cid: int, at: float) -> bool:
+        cur = self._conn.execute("DELETE FROM hooks WHERE run_id = ? AND cid = ?", (run_id, cid))
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.HOOK_DISPOSED, at, cid=cid)
+        return True
+
+    def resume_hook(self, token: str, payload: bytes, at: float) -> Event | None:
+        """Deliver *payload* to the live hook holding *token*; None if there is none."""
+        row = self._conn.execute(
+            "SELECT run_id, cid FROM hooks WHERE token = ?", (token,)
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, cid = str(row[0]), int(row[1])
+        return self.append(run_id, Kind.HOOK_RECEIVED, at, cid=cid, name=token, payload=payload)
+
+    # -- waits ------------------------------------------------------------------
+
+    def create_wait(self, run_id: str, cid: int, wake_at: float, payload: bytes, at: float) -> None:
+        self._conn.execute(
+            "INSERT INTO waits (run_id, cid, wake_at, status) VALUES (?, ?, ?, 'pending')",
+            (run_id, cid, wake_at),
+        )
+        self.append(run_id, Kind.WAIT_CREATED, at, cid=cid, name="sleep", payload=payload)
+
+    def fire_wait(self, run_id: str, cid: int, at: float) -> Event | None:
+        cur = self._conn.execute(
+            f"UPDATE waits SET status = 'fired' WHERE run_id = ? AND cid = ? "
+            f"AND status IN {_WAIT_FIRE_FROM}",
+            (run_id, cid),
+        )
+        if cur.rowcount != 1:
+            return None
+        return self.append(run_id, Kind.WAIT_COMPLETED, at, cid=cid, name="sleep")
+
+    # -- streams ------------------------------------------------------------------
+
+    def append_chunks(
+        self,
+        run_id: str,
+        name: str,
+        chunks: Sequence[ChunkRow],
+        at: float,
+        *,
+        close: bool = False,
+    ) -> int:
+        """Append *chunks* to a run's stream (closing it after them with *close*).
+
+        Returns the index the first chunk got. Raises :class:`StreamClosed`,
+        writing nothing, if there are chunks and the stream was closed or the
+        run has ended (closing a closed stream is harmless).
+        """
+        status = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        row = status.fetchone()
+        if row is None:
+            raise StreamClosed(run_id, name, "belongs to no run")
+        stream = self._conn.execute(
+            "SELECT chunks, closed_at FROM streams WHERE run_id = ? AND name = ?", (run_id, name)
+        ).fetchone()
+        if not chunks:  # only a close: harmless on a closed stream or an ended run
+            if close and row[0] not in _ENDED_RUN:
+                self.close_stream(run_id, name, at)
+            return 0 if stream is None else int(stream[0])
+        if row[0] in _ENDED_RUN:
+            raise StreamClosed(run_id, name, f"belongs to a run that {row[0]}")
+        if stream is None:
+            first = 0
+            self._conn.execute(
+                "INSERT INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
+                "VALUES (?, ?, 0, 0, ?, ?)",
+                (run_id, name, at, at),
+            )
+        elif stream[1] is not None:
+            raise StreamClosed(run_id, name, "was closed")
+        else:
+            first = int(stream[0])
+        self._conn.executemany(
+            "INSERT INTO stream_chunks (run_id, name, idx, format, size, writer, attempt, "
+            "at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, name, first + i, c.format, c.size, c.writer, c.attempt, at, c.data)
+                for i, c in enumerate(chunks)
+            ],
+        )
+        last = first + len(chunks) - 1
+        self._conn.execute(
+            "UPDATE streams SET chunks = ?, bytes = bytes + ?, updated_at = ? "
+            "WHERE run_id = ? AND name = ?",
+            (last + 1, sum(c.size for c in chunks), at, run_id, name),
+        )
+        self.append(run_id, Kind.STREAM_APPENDED, at, name=name, payload=f"{first}-{last}".encode())
+        if close:
+            self._close_stream(run_id, name, at)
+        return first
+
+    def close_stream(self, run_id: str, name: str, at: float) -> bool:
+        """Close a run's stream; False if it was closed already (closing twice is harmless)."""
+        self._conn.execute(
+            "INSERT INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
+            "VALUES (?, ?, 0, 0, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, name, at, at),
+        )
+        return self._close_stream(run_id, name, at)
+
+    def _close_stream(self, run_id: str, name: str, at: float) -> bool:
+        cur = self._conn.execute(
+            "UPDATE streams SET closed_at = ?, updated_at = ? "
+            "WHERE run_id = ? AND name = ? AND closed_at IS NULL",
+            (at, at, run_id, name),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.STREAM_CLOSED, at, name=name)
+        return True

@@ -1,0 +1,188 @@
+"""The journal's tables in a PostgreSQL schema, and migrations.
+
+The same tables as the SQLite journal (see ``journal/sqlite/_schema.py``),
+in a schema of their own (``runwright`` unless named), plus ``meta`` for the
+schema version and ``rw_now()``, the server's clock in epoch seconds, which
+is what every lease is judged by. Creating or upgrading the schema holds an
+advisory lock, so hosts starting together migrate once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._exceptions import NotARunwrightDatabase, SchemaVersionError
+
+__all__ = ["SCHEMA_VERSION", "ensure_schema", "lock_key", "schema_version"]
+
+#: Version 2 is the layout of the SQLite journal's version 2 (streams included).
+SCHEMA_VERSION = 2
+
+_TABLES = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE FUNCTION rw_now() RETURNS double precision LANGUAGE sql VOLATILE
+    AS 'SELECT extract(epoch FROM clock_timestamp())::double precision';
+
+CREATE TABLE events (
+    seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    cid      INTEGER,
+    attempt  INTEGER,
+    name     TEXT,
+    payload  BYTEA,
+    at       DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_hook_positions ON events (run_id, cid) WHERE kind = 'hook_created';
+
+CREATE TABLE runs (
+    run_id           TEXT PRIMARY KEY,
+    workflow         TEXT NOT NULL,
+    key              TEXT UNIQUE,
+    status           TEXT NOT NULL,
+    args             BYTEA NOT NULL,
+    outcome          BYTEA,
+    error_type       TEXT,
+    error_message    TEXT,
+    owner            TEXT,
+    lease_expires_at DOUBLE PRECISION,
+    created_at       DOUBLE PRECISION NOT NULL,
+    updated_at       DOUBLE PRECISION NOT NULL,
+    finished_at      DOUBLE PRECISION,
+    parent_run_id    TEXT,
+    parent_cid       INTEGER
+);
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_by_owner ON runs (owner) WHERE owner IS NOT NULL;
+
+CREATE TABLE steps (
+    run_id    TEXT NOT NULL,
+    cid       INTEGER NOT NULL,
+    name      TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    retry_at  DOUBLE PRECISION,
+    PRIMARY KEY (run_id, cid)
+);
+
+CREATE TABLE waits (
+    run_id   TEXT NOT NULL,
+    cid      INTEGER NOT NULL,
+    wake_at  DOUBLE PRECISION NOT NULL,
+    status   TEXT NOT NULL,
+    PRIMARY KEY (run_id, cid)
+);
+CREATE INDEX waits_pending ON waits (wake_at) WHERE status = 'pending';
+
+CREATE TABLE hooks (
+    token   TEXT PRIMARY KEY,
+    run_id  TEXT NOT NULL,
+    cid     INTEGER NOT NULL
+);
+CREATE INDEX hooks_by_run ON hooks (run_id, cid);
+
+CREATE TABLE run_problems (
+    run_id   TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    at       DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE streams (
+    run_id      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    chunks      INTEGER NOT NULL,
+    bytes       BIGINT NOT NULL,
+    closed_at   DOUBLE PRECISION,
+    created_at  DOUBLE PRECISION NOT NULL,
+    updated_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE stream_chunks (
+    id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    format   INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    writer   TEXT,
+    attempt  INTEGER,
+    at       DOUBLE PRECISION NOT NULL,
+    data     BYTEA NOT NULL
+);
+CREATE UNIQUE INDEX stream_chunks_by_index ON stream_chunks (run_id, name, idx);
+"""
+
+
+def lock_key(schema: str, purpose: str) -> int:
+    """A stable signed 64-bit advisory lock key for *purpose* in *schema*."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"runwright:{schema}:{purpose}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def schema_version(conn: Any, schema: str) -> int | None:
+    """The journal's schema version in *schema*; None if the schema holds no journal.
+
+    Raises NotARunwrightDatabase if the schema holds tables runwright did not create.
+    """
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    ).fetchone()
+    if row[0] == 0:
+        return None
+    has_meta = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
+        (schema,),
+    ).fetchone()
+    version = None
+    if has_meta is not None:
+        found = conn.execute(
+            f'SELECT value FROM "{schema}".meta WHERE key = %s', ("schema_version",)
+        ).fetchone()
+        version = None if found is None else int(found[0])
+    if version is None:
+        raise NotARunwrightDatabase(
+            f"schema {schema}", "it holds tables that runwright did not create"
+        )
+    return version
+
+
+def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int:
+    """Create or upgrade the journal in *schema* (with *migrate*), or check it; return
+    the version it had before (0: none)."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
+        version = schema_version(conn, schema)
+        if version is None:
+            if not migrate:
+                raise NotARunwrightDatabase(
+                    display, "no journal in this schema; run `runwright db migrate` first"
+                )
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            conn.execute(f'SET LOCAL search_path TO "{schema}"')
+            conn.execute(_TABLES)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', %s)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{display} has journal schema version {version}, newer than this runwright "
+                f"understands ({SCHEMA_VERSION}); upgrade runwright"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version or 0

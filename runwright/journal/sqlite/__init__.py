@@ -1,0 +1,7 @@
+"""The SQLite journal: one file on one host, the embedded default."""
+
+from ._journal import SqliteJournal as SqliteJournal
+from ._journal import Synchronous as Synchronous
+from ._journal import connect_read_only as connect_read_only
+
+__all__ = ["SqliteJournal", "Synchronous", "connect_read_only"]

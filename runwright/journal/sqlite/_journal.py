@@ -1,0 +1,291 @@
+"""The SQLite journal: one file, a writer thread, a reader, a ``data_version`` watcher.
+
+The writer's transactions start with ``BEGIN IMMEDIATE``, so they are
+serialized by SQLite's write lock and commit in ``seq`` order. ``rw_now()``
+is the host's clock: every process that opens the file runs on this host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from ..._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase, SchemaVersionError
+from .._journal import Journal, _Request
+from .._tx import Tx
+from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
+
+__all__ = ["SqliteJournal", "Synchronous", "connect_read_only"]
+
+T = TypeVar("T")
+log = logging.getLogger("runwright")
+Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
+
+#: Seconds between ``data_version`` polls while the database changes, and at most when idle.
+_WATCH_BUSY = 0.001
+_WATCH_IDLE = 0.004
+#: Seconds the poll stays at ``_WATCH_BUSY`` after another process's last change.
+_WATCH_HOLD = 0.05
+
+
+class _SqliteTx(Tx):
+    def _insert_event(self, values: tuple[Any, ...]) -> int:
+        cur: sqlite3.Cursor = self._conn.execute(  # type: ignore[assignment]
+            "INSERT INTO events (run_id, kind, cid, attempt, name, payload, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        return int(seq)
+
+
+def _add_functions(conn: sqlite3.Connection) -> None:
+    """``rw_now()``: the clock leases are judged by (this host's: one file, one host)."""
+    conn.create_function("rw_now", 0, time.time)
+
+
+def _connect(path: str, busy_timeout: float, synchronous: Synchronous) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(f"{path}: could not switch the journal to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        _add_functions(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _translate(exc, path, busy_timeout) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalError:
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return DatabaseLocked(path, busy_timeout)
+    if "not a database" in message or "malformed" in message:
+        return NotARunwrightDatabase(path, message)
+    return JournalError(f"{path}: {message}")
+
+
+class SqliteJournal(Journal):
+    """A runwright journal in one SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        busy_timeout: float,
+    ) -> None:
+        super().__init__(path)
+        self.busy_timeout = busy_timeout
+        self._writer = writer
+        self._reader = reader
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> SqliteJournal:
+        return await anyio.to_thread.run_sync(
+            cls._open_sync, os.fspath(path), synchronous, busy_timeout
+        )
+
+    @classmethod
+    def _open_sync(cls, path: str, synchronous: Synchronous, busy_timeout: float) -> SqliteJournal:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ValueError(
+                f"synchronous must be 'FULL', 'NORMAL', 'EXTRA' or 'OFF', not {synchronous!r}"
+            )
+        check_file(path)
+        # Switching a new file to WAL needs a lock SQLite does not wait for:
+        # processes opening one new journal together retry until busy_timeout.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                return cls._open_once(path, synchronous, busy_timeout)
+            except DatabaseLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    @classmethod
+    def _open_once(cls, path: str, synchronous: Synchronous, busy_timeout: float) -> SqliteJournal:
+        writer = _connect(path, busy_timeout, synchronous)
+        try:
+            ensure_schema(writer, path)
+            # The writer waits for other processes' write locks itself (see _begin).
+            writer.execute("PRAGMA busy_timeout = 0")
+            reader = _connect(path, busy_timeout, synchronous)
+        except sqlite3.Error as exc:
+            writer.close()
+            raise _translate(exc, path, busy_timeout) from exc
+        except BaseException:
+            writer.close()
+            raise
+        return cls(path, writer, reader, busy_timeout)
+
+    def _watch_loop(
+        self,
+        call_soon: Callable[[Callable[[], object]], object],
+        stop: threading.Event,
+        started: threading.Event,
+    ) -> None:
+        """The watcher thread: notice other processes' commits and read their events.
+
+        ``PRAGMA data_version`` changes whenever another connection commits;
+        polling it costs a few microseconds. The poll runs every millisecond
+        while other processes write, and for ``_WATCH_HOLD`` after they last
+        did (a stream's next chunk, a reply to a hook, usually follows soon),
+        then backs off to ``_WATCH_IDLE`` (this process's own commits do not
+        speed it up). Events
+        inside the writer's own seq ranges are this process's and are not
+        reported.
+        """
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        except sqlite3.Error:
+            started.set()
+            log.exception("%s: the watcher could not start", self.path)
+            return
+        try:
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            finally:
+                started.set()
+            delay = _WATCH_BUSY
+            hold_until = 0.0
+            while not stop.wait(delay):
+                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                if current == version:
+                    if time.monotonic() >= hold_until:
+                        delay = min(delay * 2, _WATCH_IDLE)
+                    continue
+                version = current
+                last, foreign, others = self._look(conn, last)
+                if not others:
+                    # Only this process wrote since: no reason to look sooner than when idle.
+                    delay = min(delay * 2, _WATCH_IDLE)
+                    continue
+                delay = _WATCH_BUSY
+                hold_until = time.monotonic() + _WATCH_HOLD
+                self._report(call_soon, foreign)
+        except sqlite3.Error:
+            log.exception(
+                "%s: the watcher stopped; other processes' changes go unnoticed", self.path
+            )
+        finally:
+            conn.close()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting up to busy_timeout for another process's write lock.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries; when
+        several processes commit often, those sleeps dominate. This one
+        retries after 50 us, doubling to at most 1 ms.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.00005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+
+    def _commit(self, batch: Sequence[_Request]) -> None:
+        conn = self._writer
+        try:
+            self._begin(conn)
+        except sqlite3.Error as exc:
+            error = _translate(exc, self.path, self.busy_timeout)
+            for request in batch:
+                request.error = error
+            return
+        try:
+            lo, hi = self._run_requests(conn, batch, lambda: _SqliteTx(conn))
+            # The watcher must not see these events before they are known as ours.
+            with self._own_lock:
+                conn.execute("COMMIT")
+                self._mark_own(lo, hi)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = _translate(exc, self.path, self.busy_timeout)
+            for request in batch:
+                request.result = None
+                request.error = error
+
+    def _read_sync(self, fn: Callable[[Any], T]) -> T:
+        # One read transaction: everything *fn* reads comes from one snapshot.
+        with self._reader_lock:
+            conn = self._reader
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path, self.busy_timeout) from exc
+
+    def _close_sync(self) -> None:
+        with self._reader_lock:
+            self._reader.close()
+        self._writer.close()
+
+
+def connect_read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection to an existing runwright journal file (for inspection)."""
+    check_file(path)
+    if os.path.getsize(path) == 0:
+        raise NotARunwrightDatabase(path, "the file is empty")
+    uri = pathlib.Path(path).absolute().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot open it: {exc}") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise NotARunwrightDatabase(path, str(exc)) from None
+    if app_id != APPLICATION_ID:
+        conn.close()
+        raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise SchemaVersionError(
+            f"{path} has journal schema version {version}, newer than this runwright "
+            f"understands ({SCHEMA_VERSION}); upgrade runwright"
+        )
+    _add_functions(conn)
+    return conn
