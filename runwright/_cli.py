@@ -234,6 +234,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="run lease; another worker takes over this long after a hang (30)",
     )
+    worker.add_argument(
+        "--host-id",
+        metavar="NAME",
+        help="this process's host in run leases (default: the host name)",
+    )
     worker.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     worker.set_defaults(handler=_worker_command)
     return parser
@@ -272,9 +277,10 @@ def _worker_command(args: argparse.Namespace) -> int:
                 synchronous=args.synchronous,
                 max_concurrent_steps=args.concurrency,
                 lease_seconds=args.lease,
-            ):
+                host_id=args.host_id,
+            ) as runtime:
                 print(
-                    f"runwright worker {os.getpid()}: executing runs from {path}",
+                    f"runwright worker {os.getpid()}: executing runs from {runtime.path}",
                     file=sys.stderr,
                     flush=True,
                 )

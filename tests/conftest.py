@@ -8,6 +8,7 @@ postgresql`` runs one. A test marked ``sqlite_only`` or ``postgres_only`` says w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -66,6 +67,25 @@ def new_pg_schema() -> tuple[str, Callable[[], None]]:
     return f"{PG_URL}?schema={schema}", drop
 
 
+def query_journal(db: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of *sql* (``?`` placeholders) read straight from the journal at *db*, on
+    either backend, outside any runtime: what a test checks was really stored."""
+    target = os.fspath(db)
+    if not target.startswith("postgresql://"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target)) as conn:
+            return [tuple(row) for row in conn.execute(sql, params)]
+    import psycopg
+
+    from runwright.journal.postgres._url import PgTarget
+
+    parsed = PgTarget(target)
+    with psycopg.connect(parsed.conninfo, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{parsed.schema}"')
+        return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), params or None)]
+
+
 @pytest.fixture
 def db_path(journal_backend: str, tmp_path: Path) -> Iterator[Path | str]:
     """The test's journal: a file path on SQLite, a URL with its own schema on PostgreSQL."""
@@ -99,11 +119,6 @@ def _no_blocking_calls_on_the_loop(request: pytest.FixtureRequest) -> Iterator[N
 @pytest.fixture(params=[1000, 0], ids=["hot", "replay"])
 def cache_runs(request: pytest.FixtureRequest) -> int:
     return int(request.param)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.db"
 
 
 @pytest.fixture
