@@ -483,9 +483,10 @@ class RunActor:
         run_id, owner, at = self.run_id, self.sup.owner, self.sup.clock.now()
 
         def journal_new(tx: Tx) -> list[Event] | str:
-            if not tx.owns(run_id, owner):
+            _, owned, taken = tx.run_state(run_id, owner, _positions(new))
+            if not owned:
                 return "not owner"
-            if tx.any_command(run_id, _positions(new)):
+            if taken:
                 return "taken"
             self.journal_commands(tx, new, at)
             return tx.events
@@ -815,13 +816,14 @@ class RunActor:
             # Outcomes this actor has not seen (written by another process)
             # come before ours in journal order, so the commands derived
             # without them would not replay: follow the journal instead.
-            foreign = tx.latest_resolution(run_id) > known
+            latest, owned, taken = tx.run_state(run_id, owner, _positions(commands))
+            foreign = latest > known
             # A step's outcome is recorded whoever drives the run (its claim
-            # decides); what follows from it only by the run's owner.
+            # decides); what follows from it only by the run's owner. (Ending
+            # steps and waits changes neither ownership nor what the check saw.)
             won = [op(tx) for op in ends]
-            if not tx.owns(run_id, owner):
+            if not owned:
                 return tx.events, _LostOwnership
-            taken = tx.any_command(run_id, _positions(commands))
             if foreign or taken or not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.

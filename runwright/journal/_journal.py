@@ -223,9 +223,14 @@ class Journal:
         make_tx: Callable[[], Tx],
         *,
         savepoints: bool = True,
+        abort_on: tuple[type[BaseException], ...] = (),
     ) -> tuple[int, int]:
         """Run every request of *batch* in the open transaction, each in a SAVEPOINT;
-        return the lowest and highest seq they appended (0, 0 if none)."""
+        return the lowest and highest seq they appended (0, 0 if none).
+
+        An exception a request raises is its own (its savepoint is rolled back),
+        except those of *abort_on*, which end the whole batch; without savepoints
+        every exception ends it."""
         lo, hi = 0, 0
         for request in batch:
             tx = make_tx()
@@ -234,7 +239,7 @@ class Journal:
             try:
                 request.result = request.fn(tx)
             except Exception as exc:
-                if not savepoints:
+                if not savepoints or isinstance(exc, abort_on):
                     raise
                 conn.execute("ROLLBACK TO w")
                 request.error = exc

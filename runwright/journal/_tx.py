@@ -170,36 +170,30 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def owns(self, run_id: str, owner: str) -> bool:
-        """Whether *owner* drives *run_id* (a live run whose lease it holds)."""
+    def run_state(self, run_id: str, owner: str, cids: Sequence[int]) -> tuple[int, bool, bool]:
+        """What a driver checks before writing what follows from outcomes, in one query:
+        the seq of the run's newest step or wait outcome (0 if none), whether *owner*
+        drives the run (a live run whose lease it holds), and whether a step, wait or
+        hook already exists at any of *cids* (someone else wrote it)."""
+        taken = "0"
+        params: list[Any] = [run_id, run_id, owner]
+        if cids:
+            marks = ",".join("?" * len(cids))
+            taken = (
+                f"EXISTS (SELECT 1 FROM steps WHERE run_id = ? AND cid IN ({marks}) "
+                f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) "
+                f"UNION ALL SELECT 1 FROM events WHERE run_id = ? AND kind = 'hook_created' "
+                f"AND cid IN ({marks}))"
+            )
+            params += [run_id, *cids, run_id, *cids, run_id, *cids]
         row = self._conn.execute(
-            "SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND status = 'running'",
-            (run_id, owner),
+            "SELECT coalesce((SELECT seq FROM events WHERE run_id = ? AND kind IN "
+            f"{_in(sorted(RESOLUTION_KINDS))} ORDER BY seq DESC LIMIT 1), 0), "
+            "EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND status = 'running'), "
+            f"{taken}",
+            params,
         ).fetchone()
-        return row is not None
-
-    def any_command(self, run_id: str, cids: Sequence[int]) -> bool:
-        """Whether a step or wait already exists at any of *cids* (someone else wrote it)."""
-        if not cids:
-            return False
-        marks = ",".join("?" * len(cids))
-        row = self._conn.execute(
-            f"SELECT 1 FROM steps WHERE run_id = ? AND cid IN ({marks}) "
-            f"UNION ALL SELECT 1 FROM waits WHERE run_id = ? AND cid IN ({marks}) "
-            f"UNION ALL SELECT 1 FROM events WHERE run_id = ? AND kind = 'hook_created' "
-            f"AND cid IN ({marks}) LIMIT 1",
-            (run_id, *cids, run_id, *cids, run_id, *cids),
-        ).fetchone()
-        return row is not None
-
-    def latest_resolution(self, run_id: str) -> int:
-        """The seq of the run's newest step or wait outcome (0 if none)."""
-        row = self._conn.execute(
-            "SELECT seq FROM events WHERE run_id = ? AND kind IN "
-            f"{_in(sorted(RESOLUTION_KINDS))} ORDER BY seq DESC LIMIT 1",
-            (run_id,),
-        ).fetchone()
-        return 0 if row is None else int(row[0])
+        return int(row[0]), bool(row[1]), bool(row[2])
 
     def renew_leases(self, owner: str, lease_seconds: float) -> set[str]:
         """Extend every lease *owner* holds by *lease_seconds* from now (the journal's clock);

@@ -4,13 +4,24 @@ Theory of operation
 -------------------
 One writer connection per process group-commits every write of the process,
 as on SQLite. Each write transaction starts by taking one transaction-level
-advisory lock for the schema (``BEGIN; SELECT pg_advisory_xact_lock(k)``,
-one round trip), which makes the journal's transactions serial across hosts
-and makes ``seq`` order commit order: a reader that has seen ``seq`` N can
-never later meet an event below N. The contract's read-then-write methods
-(a key's run, a step's row) are then as safe as under SQLite's write lock.
-``COMMIT`` is sent together with a ``NOTIFY`` on the schema's channel whose
-payload names this journal, in one round trip.
+advisory lock for the schema, which makes the journal's transactions serial
+across hosts and makes ``seq`` order commit order: a reader that has seen
+``seq`` N can never later meet an event below N. The contract's
+read-then-write methods (a key's run, a step's row) are then as safe as
+under SQLite's write lock. Holding the lock, the writer reads the newest
+``seq`` once and numbers the batch's events itself, so inserting an event
+needs no answer from the server.
+
+A transaction runs in psycopg's pipeline mode: statements whose results
+nobody needs yet (``BEGIN``, the lock, inserts) are sent without waiting,
+and travel with the next statement whose answer is needed (a claim's row
+count, a check). A sequential step's write is three round trips: the lock
+and the driver's check, the step's conditional UPDATE, then the inserts
+with ``NOTIFY`` (on the schema's channel, naming this journal) and
+``COMMIT``. Because an error in a pipeline surfaces at the next answer,
+not at the statement that caused it, a batch with a failing statement is
+rolled back whole and its requests are run again one per transaction, so
+that the error reaches only its own caller.
 
 The watcher connection LISTENs on that channel. A notification from another
 journal makes it read the new events' ``(seq, run_id, kind)`` (the same look
@@ -36,7 +47,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -67,18 +78,80 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+class _Result:
+    """A cursor in pipeline mode: asking for its row count first collects the answer."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
 class _Conn:
     """A psycopg connection that speaks the contract's SQL (``?`` placeholders)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         self.raw = conn
+        self._pipeline = pipeline
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self.raw.execute(_pg(sql), parameters or None, binary=True)
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        cursor = self.raw.execute(_pg(sql), parameters or None, binary=True)
+        if self._pipeline is None:
+            return cursor
+        return _Result(cursor, self._pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
         with self.raw.cursor() as cur:
             cur.executemany(_pg(sql), parameters)
+
+
+class _Seqs:
+    """Event numbers for one write transaction: after the newest committed one (read
+    under the write lock, its answer collected only when the first event needs it)."""
+
+    def __init__(self, newest: psycopg.Cursor[Any]) -> None:
+        self._newest: psycopg.Cursor[Any] | None = newest
+        self._last = 0
+
+    def next(self) -> int:
+        if self._newest is not None:
+            row = self._newest.fetchone()
+            assert row is not None
+            self._last = int(row[0])
+            self._newest = None
+        self._last += 1
+        return self._last
+
+
+class _PgTx(Tx):
+    def __init__(self, conn: _Conn, seqs: _Seqs) -> None:
+        super().__init__(conn)
+        self._seqs = seqs
+
+    def _insert_event(self, values: tuple[Any, ...]) -> int:
+        seq = self._seqs.next()
+        self._conn.execute(
+            "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, *values),
+        )
+        return seq
 
 
 def _is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
@@ -155,32 +228,51 @@ class PostgresJournal(Journal):
             for request in batch:
                 request.error = exc
             return
-        adapter = _Conn(conn)
-        savepoints = len(batch) > 1
         try:
-            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key})")
-            lo, hi = self._run_requests(adapter, batch, lambda: Tx(adapter), savepoints=savepoints)
-            notify = f"NOTIFY {self._channel}, '{self._token}'; " if hi else ""
-            # The watcher must not see these events before they are known as ours.
-            with self._own_lock:
-                conn.execute(notify + "COMMIT")
-                self._mark_own(lo, hi)
+            self._transact(conn, batch)
         except Exception as exc:
             if _is_disconnect(exc, conn):
-                error: BaseException = JournalUnavailable(
-                    self.path, f"the connection was lost during a write: {exc}"
-                )
                 self._writer = None
-            else:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    self._writer = None
-                error = _translate(exc, self.path) if isinstance(exc, psycopg.Error) else exc
+                lost = JournalUnavailable(
+                    self.path, f"the connection was lost during a write: {_first_line(exc)}"
+                )
+                for request in batch:
+                    request.result, request.error = None, lost
+                return
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                self._writer = None
+            if len(batch) > 1 and isinstance(exc, psycopg.Error):
+                # Which request caused it is not known: each again, alone.
+                for request in batch:
+                    request.result, request.error = None, None
+                    self._commit([request])
+                return
+            error = _translate(exc, self.path) if isinstance(exc, psycopg.Error) else exc
             for request in batch:
-                request.result = None
-                request.error = error
-            return
+                request.result, request.error = None, error
+
+    def _transact(self, conn: psycopg.Connection[Any], batch: Sequence[_Request]) -> None:
+        with conn.pipeline() as pipeline:
+            adapter = _Conn(conn, pipeline)
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+            seqs = _Seqs(conn.execute("SELECT coalesce(max(seq), 0) FROM events"))
+            lo, hi = self._run_requests(
+                adapter,
+                batch,
+                lambda: _PgTx(adapter, seqs),
+                savepoints=len(batch) > 1,
+                abort_on=(psycopg.Error,),
+            )
+            if hi:
+                conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._token))
+            conn.execute("COMMIT")
+            # The watcher must not see these events before they are known as ours.
+            with self._own_lock:
+                pipeline.sync()
+                self._mark_own(lo, hi)
         for request in batch:
             if isinstance(request.error, psycopg.Error):
                 request.error = _translate(request.error, self.path)
@@ -247,12 +339,13 @@ class PostgresJournal(Journal):
             for attempt in (1, 2):
                 try:
                     self._reader = conn = self._connection(self._reader)
-                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    try:
-                        return fn(_Conn(conn))
-                    finally:
-                        if not conn.broken:
-                            conn.execute("COMMIT")
+                    with conn.pipeline() as pipeline:
+                        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        try:
+                            return fn(_Conn(conn, pipeline))
+                        finally:
+                            if not conn.broken:
+                                conn.execute("COMMIT")
                 except psycopg.Error as exc:
                     if _is_disconnect(exc, self._reader) and attempt == 1:
                         continue  # reads are safe to repeat

@@ -28,7 +28,7 @@ CREATE FUNCTION rw_now() RETURNS double precision LANGUAGE sql VOLATILE
     AS 'SELECT extract(epoch FROM clock_timestamp())::double precision';
 
 CREATE TABLE events (
-    seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq      BIGINT PRIMARY KEY,  -- assigned by the writer holding the write lock
     run_id   TEXT NOT NULL,
     kind     TEXT NOT NULL,
     cid      INTEGER,
