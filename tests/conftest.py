@@ -9,6 +9,7 @@ postgresql`` runs one. A test marked ``sqlite_only`` or ``postgres_only`` says w
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -92,9 +93,30 @@ def db_path(journal_backend: str, tmp_path: Path) -> Iterator[Path | str]:
     if journal_backend == "sqlite":
         yield tmp_path / "journal.db"
         return
+    _require_postgres()
     url, drop = new_pg_schema()
     yield url
     drop()
+
+
+@functools.cache
+def _postgres_problem() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"no PostgreSQL at {PG_URL} ({exc}); set RUNWRIGHT_TEST_PG or --backend sqlite"
+
+
+def _require_postgres() -> None:
+    """Skip a PostgreSQL test where no server runs; in CI, where one must, fail it."""
+    problem = _postgres_problem()
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

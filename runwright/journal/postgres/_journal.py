@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 import anyio
 import psycopg
+import psycopg.conninfo
 
 from ..._exceptions import JournalError, JournalUnavailable
 from .._journal import Journal, _Request
@@ -366,13 +367,20 @@ def _connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[A
     """Connect, retrying for up to *reconnect_timeout* seconds while the server is away."""
     deadline = time.monotonic() + reconnect_timeout
     delay = 0.05
+    options = psycopg.conninfo.conninfo_to_dict(target.conninfo).get("options") or ""
+    options += f" -c idle_in_transaction_session_timeout={_IDLE_IN_TX * 1000}"
     while True:
         try:
             return psycopg.connect(
                 target.conninfo,
                 autocommit=True,
                 connect_timeout=max(1, min(10, int(reconnect_timeout) or 1)),
-                options=f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX * 1000}",
+                options=options,
+                # A host or server that vanishes from the network is noticed in ~25 s.
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
             )
         except psycopg.OperationalError as exc:
             if time.monotonic() + delay >= deadline:
