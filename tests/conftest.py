@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ from runwright.testing import FakeClock
 PG_URL = os.environ.get("RUNWRIGHT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgresql")
 
+# Test modules import the helpers below as ``from conftest import query_journal``.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.append(str(Path(__file__).parent))
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -37,9 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only(reason): runs on the SQLite journal only")
-    config.addinivalue_line(
-        "markers", "postgres_only(reason): runs on the PostgreSQL journal only"
-    )
+    config.addinivalue_line("markers", "postgres_only(reason): runs on the PostgreSQL journal only")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -149,7 +152,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_runtime(db_path: Path | str, clock: FakeClock, cache_runs: int) -> Callable[..., rw.Runtime]:
+def make_runtime(
+    db_path: Path | str, clock: FakeClock, cache_runs: int
+) -> Callable[..., rw.Runtime]:
     """A Runtime on the test's database file and fake clock; keywords override."""
 
     def make(**overrides: Any) -> rw.Runtime:

@@ -1,7 +1,8 @@
-"""The command line (``runwright runs ...``) against journals written by a real runtime.
+"""The command line (``runwright runs ...``) against journals written by a real runtime,
+on both backends: an SQLite file and a PostgreSQL schema.
 
 Runs are made in-process on a fake clock; the CLI runs in a worker thread,
-as it does blocking SQLite reads (and ``runs cancel`` starts its own event loop).
+as it does blocking reads (and ``runs cancel`` starts its own event loop).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
+from conftest import PG_URL, query_journal
 
 import runwright as rw
 from runwright._cli import main
+from runwright._cli._common import Target, driver_errors, read_only
+from runwright.journal import describe
+from runwright.journal.postgres import PgTarget
 from runwright.testing import FakeClock
 
 START = 1_800_000_000.0  # FakeClock's default start
@@ -74,9 +80,14 @@ async def _ghost_body() -> None:
 ghost = rw.WorkflowDefinition(_ghost_body, name="tests.test_cli.ghost")
 
 
+#: Every table of a journal, for comparing its contents before and after a command.
+TABLES = ("events", "runs", "steps", "waits", "hooks", "run_problems", "streams", "stream_chunks")
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
+def db(db_path: Path | str) -> Path | str:
+    """The test's journal: an SQLite file, or a fresh PostgreSQL schema (see conftest)."""
+    return db_path
 
 
 @pytest.fixture
@@ -84,7 +95,7 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-def runtime(db: Path, clock: FakeClock, **options: Any) -> rw.Runtime:
+def runtime(db: Path | str, clock: FakeClock, **options: Any) -> rw.Runtime:
     return rw.Runtime(db, clock=clock, synchronous="NORMAL", **options)
 
 
@@ -97,12 +108,21 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def contents(db: Path | str) -> object:
+    """What the journal at *db* holds: its file's bytes, or every row of every table."""
+    if isinstance(db, Path):
+        return digest(db)
+    return {
+        table: sorted(map(repr, query_journal(db, f"SELECT * FROM {table}"))) for table in TABLES
+    }
+
+
 # -- runs list ---------------------------------------------------------------------------
 
 
 @pytest.mark.anyio
 async def test_list_newest_first_with_filters(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with runtime(db, clock) as rt:
         first = await rt.start(checkout, 42)
@@ -111,7 +131,7 @@ async def test_list_newest_first_with_filters(
         second = await rt.start(doomed, "card declined", key="order-7")
         with pytest.raises(rw.RunFailed):
             await second.result()
-    before = digest(db)
+    before = contents(db)
 
     assert await cli("runs", "list", "--db", str(db)) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -154,7 +174,7 @@ async def test_list_newest_first_with_filters(
             "error_message": "card declined",
         }
     ]
-    assert digest(db) == before  # reading never changes the journal
+    assert contents(db) == before  # reading never changes the journal
 
 
 # -- runs show ---------------------------------------------------------------------------
@@ -162,7 +182,7 @@ async def test_list_newest_first_with_filters(
 
 @pytest.mark.anyio
 async def test_show_completed_run_lists_every_attempt(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     step_clock.append(clock)
     async with runtime(db, clock) as rt:
@@ -214,7 +234,7 @@ retried at 2027-01-15T08:00:00.025Z
 
 @pytest.mark.anyio
 async def test_show_failed_run_prints_its_traceback(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with runtime(db, clock) as rt:
         handle = await rt.start(doomed, "card declined")
@@ -242,7 +262,7 @@ async def test_show_failed_run_prints_its_traceback(
 
 @pytest.mark.anyio
 async def test_show_run_with_a_sleep(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with runtime(db, clock) as rt:
         handle = await rt.start(reminder, 3600)
@@ -276,7 +296,7 @@ timeline
 
 @pytest.mark.anyio
 async def test_show_reports_a_run_that_cannot_advance(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with runtime(db, clock, execute=False) as client:
         handle = await client.start(ghost)
@@ -296,7 +316,7 @@ async def test_show_reports_a_run_that_cannot_advance(
 
 
 @pytest.mark.anyio
-async def test_cancel(db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cancel(db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
     async with runtime(db, clock) as rt:
         waiting = await rt.start(reminder, 86400)
         done = await rt.start(reminder, 0)
@@ -327,17 +347,59 @@ async def test_cancel(db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[
 # -- errors ------------------------------------------------------------------------------
 
 
+#: Every command that needs an existing journal, with the arguments it takes.
+NEEDS_A_JOURNAL = [
+    ["runs", "list"],
+    ["runs", "show", "abc"],
+    ["runs", "cancel", "abc"],
+    ["streams", "list", "abc"],
+    ["streams", "tail", "abc"],
+    ["hooks", "resume", "token"],
+    ["db", "info"],
+]
+
+
+@pytest.mark.sqlite_only("a missing file; test_a_schema_with_no_journal is PostgreSQL's case")
 @pytest.mark.parametrize(
     "argv",
-    [["runs", "list"], ["runs", "show", "abc"], ["runs", "cancel", "abc"]],
+    [["runs", "list"], ["runs", "show", "abc"], ["runs", "cancel", "abc"], ["db", "info"]],
 )
 def test_missing_database(
-    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    argv: list[str], db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "absent.db"
-    assert main([*argv, "--db", str(path)]) == 1
-    assert capsys.readouterr().err == f"runwright: error: no runwright database at {path}\n"
+    assert main([*argv, "--db", str(db_path)]) == 1
+    assert capsys.readouterr().err == f"runwright: error: no runwright database at {db_path}\n"
     assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.postgres_only("a schema with no journal is PostgreSQL's missing file")
+def test_a_schema_with_no_journal(db_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    schema = PgTarget(db_path).schema
+    for argv in NEEDS_A_JOURNAL:
+        assert main([*argv, "--db", db_path]) == 1, argv
+        assert capsys.readouterr().err == (
+            f"runwright: error: {describe(db_path)} holds no runwright journal; "
+            "create it with `runwright db migrate`\n"
+        )
+    created = query_journal(
+        db_path, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", (schema,)
+    )
+    assert created == [(0,)]  # nothing was created
+
+
+@pytest.mark.postgres_only("a server that cannot be reached")
+def test_an_unreachable_server(journal_backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/test?schema=nowhere"
+    for argv in [*NEEDS_A_JOURNAL, ["db", "migrate"]]:
+        assert main([*argv, "--db", url]) == 1, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(
+            "runwright: error: postgresql://postgres@127.0.0.1:1/test (schema nowhere): "
+            "cannot connect: "
+        ), captured.err
+        assert "Traceback" not in captured.err
+        assert captured.err.count("\n") == 1
 
 
 def test_db_defaults_to_environment_then_cwd(
@@ -352,11 +414,12 @@ def test_db_defaults_to_environment_then_cwd(
     assert f"no runwright database at {tmp_path / 'env.db'}\n" in capsys.readouterr().err
 
 
+@pytest.mark.sqlite_only("files that are not SQLite journals; PostgreSQL's case follows")
 @pytest.mark.parametrize("kind", ["text", "empty", "other-sqlite", "directory"])
 def test_not_a_runwright_database(
-    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "other.db"
+    path = db_path
     if kind == "text":
         path.write_text("hello, not a database\n")
     elif kind == "empty":
@@ -377,9 +440,50 @@ def test_not_a_runwright_database(
         assert digest(path) == before
 
 
+@pytest.mark.postgres_only("a schema of tables runwright did not create")
+def test_a_schema_of_other_tables(db_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    schema = PgTarget(db_path).schema
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".runs (id TEXT)')
+    for argv in [*NEEDS_A_JOURNAL, ["db", "migrate"]]:
+        assert main([*argv, "--db", db_path]) == 1, argv
+        assert capsys.readouterr().err.startswith(
+            f"runwright: error: schema {schema} is not a runwright journal "
+            "(it holds tables that runwright did not create)"
+        )
+    assert query_journal(
+        db_path, "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", (schema,)
+    ) == [(1,)]
+
+
+@pytest.mark.sqlite_only("an SQLite file has no schemas")
+def test_schema_is_for_postgresql(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "migrate", "--db", str(db_path), "--schema", "app"]) == 1
+    assert capsys.readouterr().err == (
+        f"runwright: error: --schema is for a PostgreSQL journal; {db_path} is an SQLite "
+        "file, which has no schemas\n"
+    )
+    assert not db_path.exists()
+
+
+@pytest.mark.anyio
+async def test_reads_cannot_write(db: Path | str, clock: FakeClock) -> None:
+    async with runtime(db, clock) as rt:
+        assert await (await rt.start(reminder, 0)).result() == "reminded"
+
+    def write() -> None:
+        with read_only(Target(str(db))) as conn:
+            conn.execute("UPDATE runs SET status = 'failed'")
+
+    with pytest.raises(driver_errors(), match=r"read-only|readonly"):
+        await anyio.to_thread.run_sync(write)
+    assert query_journal(db, "SELECT status FROM runs") == [("completed",)]
+
+
 @pytest.mark.anyio
 async def test_unknown_run_id(
-    db: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with runtime(db, clock):
         pass
@@ -408,7 +512,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_as_a_subprocess(db: Path, clock: FakeClock) -> None:
+async def test_as_a_subprocess(db: Path | str, clock: FakeClock) -> None:
     async with runtime(db, clock) as rt:
         handle = await rt.start(doomed, "out of stock")
         with pytest.raises(rw.RunFailed):

@@ -1,7 +1,9 @@
-"""``runwright streams tail`` and ``runwright streams list``, run as real subprocesses.
+"""``runwright streams tail`` and ``runwright streams list``, run as real subprocesses,
+on both backends.
 
 Runs are made by a runtime in the test process; the command is a separate
-process reading the same journal file, as it would be from a shell.
+process reading the same journal (file or PostgreSQL schema), as it would be
+from a shell.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 
 import runwright as rw
 from runwright._cli import main
+from runwright.journal import describe
 from runwright.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -114,16 +118,20 @@ async def silent() -> str:
     return "quiet"
 
 
+Cli = Callable[..., Awaitable[subprocess.CompletedProcess[bytes]]]
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
+def db(db_path: Path | str) -> Path | str:
+    """The test's journal: an SQLite file, or a fresh PostgreSQL schema (see conftest)."""
+    return db_path
 
 
-def runtime(db: Path, clock: FakeClock | None = None) -> rw.Runtime:
+def runtime(db: Path | str, clock: FakeClock | None = None) -> rw.Runtime:
     return rw.Runtime(db, clock=clock, synchronous="NORMAL")
 
 
-def command(db: Path, *argv: str) -> list[str]:
+def command(db: Path | str, *argv: str) -> list[str]:
     return [sys.executable, "-m", "runwright._cli", *argv, "--db", str(db)]
 
 
@@ -132,18 +140,23 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONIOENCODING": "utf-8"}
 
 
-async def cli(db: Path, *argv: str) -> subprocess.CompletedProcess[bytes]:
-    """The command as a subprocess, in the journal's directory."""
-    with anyio.fail_after(30):
-        return await anyio.run_process(
-            command(db, *argv), check=False, cwd=db.parent, env=environment()
-        )
+@pytest.fixture
+def cli(db: Path | str, tmp_path: Path) -> Cli:
+    """The command on the test's journal, as a subprocess in the test's directory."""
+
+    async def run(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        with anyio.fail_after(30):
+            return await anyio.run_process(
+                command(db, *argv), check=False, cwd=tmp_path, env=environment()
+            )
+
+    return run
 
 
 # -- streams tail ------------------------------------------------------------------------
 
 
-async def test_tail_prints_a_finished_runs_stream_whole(db: Path) -> None:
+async def test_tail_prints_a_finished_runs_stream_whole(db: Path | str, cli: Cli) -> None:
     parts: list[Any] = [
         "once ",
         "upon\n",
@@ -157,7 +170,7 @@ async def test_tail_prints_a_finished_runs_stream_whole(db: Path) -> None:
         run = await rt.start(parts_flow, parts)
         assert await run.result() == len(parts)
 
-    done = await cli(db, "streams", "tail", run.id)
+    done = await cli("streams", "tail", run.id)
     assert done.returncode == 0, done.stderr
     assert done.stderr == b""
     # Text as is (no newline added), bytes raw, any other value as one JSON line.
@@ -171,7 +184,9 @@ async def test_tail_prints_a_finished_runs_stream_whole(db: Path) -> None:
     assert "Token" in shown
 
 
-async def test_tail_follows_a_run_while_it_writes_and_exits_when_it_ends(db: Path) -> None:
+async def test_tail_follows_a_run_while_it_writes_and_exits_when_it_ends(
+    db: Path | str, tmp_path: Path
+) -> None:
     gates["live"] = anyio.Event()
     lines = 10
     expected = "".join(f"line {i}\n" for i in range(lines)).encode()
@@ -180,7 +195,7 @@ async def test_tail_follows_a_run_while_it_writes_and_exits_when_it_ends(db: Pat
         run = await rt.start(gated_flow, "live", lines)
         async with await anyio.open_process(
             command(db, "streams", "tail", run.id),
-            cwd=db.parent,
+            cwd=tmp_path,
             env=environment(),
             stdin=subprocess.DEVNULL,
         ) as proc:
@@ -209,24 +224,24 @@ async def test_tail_follows_a_run_while_it_writes_and_exits_when_it_ends(db: Pat
     assert errors == b""
 
 
-async def test_tail_from_the_end(db: Path) -> None:
+async def test_tail_from_the_end(db: Path | str, cli: Cli) -> None:
     async with runtime(db) as rt:
         run = await rt.start(parts_flow, [f"c{i}\n" for i in range(10)], close=True)
         await run.result()
-    done = await cli(db, "streams", "tail", run.id, "--start", "-3")
+    done = await cli("streams", "tail", run.id, "--start", "-3")
     assert (done.returncode, done.stdout) == (0, b"c7\nc8\nc9\n")
-    done = await cli(db, "streams", "tail", run.id, "--start=-30")  # before the first
+    done = await cli("streams", "tail", run.id, "--start=-30")  # before the first
     assert done.stdout == b"".join(f"c{i}\n".encode() for i in range(10))
-    done = await cli(db, "streams", "tail", run.id, "--start", "10")  # past the last
+    done = await cli("streams", "tail", run.id, "--start", "10")  # past the last
     assert (done.returncode, done.stdout) == (0, b"")
 
 
-async def test_tail_json(db: Path) -> None:
+async def test_tail_json(db: Path | str, cli: Cli) -> None:
     failures["json"] = 1
     async with runtime(db) as rt:
         run = await rt.start(flaky_flow, "json")
         assert await run.result() == "ok"
-    done = await cli(db, "streams", "tail", run.id, "--json")
+    done = await cli("streams", "tail", run.id, "--json")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
     writer = f"{run.id}:0"
@@ -248,11 +263,11 @@ async def test_tail_json(db: Path) -> None:
     ]
 
 
-async def test_an_unknown_run(db: Path) -> None:
+async def test_an_unknown_run(db: Path | str, cli: Cli) -> None:
     async with runtime(db):
         pass
     for argv in (["streams", "tail", "nope"], ["streams", "list", "nope"]):
-        done = await cli(db, *argv)
+        done = await cli(*argv)
         assert done.returncode == 1
         assert done.stdout == b""
         assert done.stderr == b"runwright: error: no run with id 'nope' in this journal\n"
@@ -261,7 +276,7 @@ async def test_an_unknown_run(db: Path) -> None:
 # -- streams list ------------------------------------------------------------------------
 
 
-async def test_list(db: Path) -> None:
+async def test_list(db: Path | str, cli: Cli) -> None:
     clock = FakeClock()
     async with runtime(db, clock) as rt:
         run = await rt.start(two_streams, 60)
@@ -270,14 +285,14 @@ async def test_list(db: Path) -> None:
         await clock.wait_for_sleeper()
 
         # Oldest first; these two were created at the same (fake) moment, so by name.
-        done = await cli(db, "streams", "list", run.id)
+        done = await cli("streams", "list", run.id)
         assert done.returncode == 0, done.stderr
         assert done.stdout.decode().splitlines() == [
             "NAME   CHUNKS  BYTES  CLOSED",
             "notes  2       4      no",
             "story  1       9      yes",
         ]
-        done = await cli(db, "streams", "list", run.id, "--json")
+        done = await cli("streams", "list", run.id, "--json")
         assert json.loads(done.stdout) == [
             {"name": "notes", "chunks": 2, "bytes": 4, "closed": False},
             {"name": "story", "chunks": 1, "bytes": 9, "closed": True},
@@ -286,14 +301,14 @@ async def test_list(db: Path) -> None:
         clock.advance(60)
         assert await run.result() == "done"
     # Once the run has ended, every stream of it is closed.
-    done = await cli(db, "streams", "list", run.id, "--json")
+    done = await cli("streams", "list", run.id, "--json")
     assert [(s["name"], s["closed"]) for s in json.loads(done.stdout)] == [
         ("notes", True),
         ("story", True),
     ]
-    done = await cli(db, "streams", "list", quiet.id)
+    done = await cli("streams", "list", quiet.id)
     assert (done.returncode, done.stdout) == (0, b"no streams\n")
-    done = await cli(db, "streams", "list", quiet.id, "--json")
+    done = await cli("streams", "list", quiet.id, "--json")
     assert json.loads(done.stdout) == []
 
 
@@ -309,25 +324,41 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "usage: runwright streams" in capsys.readouterr().err
 
 
+@pytest.mark.sqlite_only("a missing file; test_a_schema_with_no_journal is PostgreSQL's case")
 @pytest.mark.parametrize("action", ["tail", "list"])
-def test_missing_database(action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "absent.db"
-    assert main(["streams", action, "r", "--db", str(path)]) == 1
-    assert capsys.readouterr().err == f"runwright: error: no runwright database at {path}\n"
+def test_missing_database(
+    action: str, db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["streams", action, "r", "--db", str(db_path)]) == 1
+    assert capsys.readouterr().err == f"runwright: error: no runwright database at {db_path}\n"
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
-async def test_runs_show_puts_a_streams_appends_and_close_in_the_timeline(db: Path) -> None:
+@pytest.mark.postgres_only("a schema with no journal is PostgreSQL's missing file")
+@pytest.mark.parametrize("action", ["tail", "list"])
+def test_a_schema_with_no_journal(
+    action: str, db_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["streams", action, "r", "--db", db_path]) == 1
+    assert capsys.readouterr().err == (
+        f"runwright: error: {describe(db_path)} holds no runwright journal; "
+        "create it with `runwright db migrate`\n"
+    )
+
+
+async def test_runs_show_puts_a_streams_appends_and_close_in_the_timeline(
+    db: Path | str, cli: Cli
+) -> None:
     async with runtime(db) as rt:
         run = await rt.start(parts_flow, ["a", "b", "c"], True)
         await run.result()
-    done = await cli(db, "runs", "show", run.id)
+    done = await cli("runs", "show", run.id)
     assert done.returncode == 0, done.stderr
     text = done.stdout.decode()
     assert "stream 'default': chunks 0-2" in text
     assert "stream 'default' closed" in text
     assert "stream_appended" not in text
-    shown = await cli(db, "runs", "show", run.id, "--json")
+    shown = await cli("runs", "show", run.id, "--json")
     entries = [e for e in json.loads(shown.stdout)["timeline"] if e["type"] == "stream"]
     assert [(e["name"], e.get("chunks"), e.get("closed")) for e in entries] == [
         ("default", [0, 2], None),

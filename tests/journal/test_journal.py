@@ -163,9 +163,7 @@ async def test_the_writer_keeps_writes_durable_in_a_real_file(db_path: Path):
     async with anyio.create_task_group() as tg:
         journal = await open_serving(db_path, tg)
         await journal.write(
-            lambda tx: tx.create_run(
-                "r", "wf", b"a", 1.0, key="k", owner=None, lease_seconds=30
-            )
+            lambda tx: tx.create_run("r", "wf", b"a", 1.0, key="k", owner=None, lease_seconds=30)
         )
         journal.stop_writing()
     await journal.close()

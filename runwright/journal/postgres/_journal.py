@@ -58,7 +58,7 @@ from ..._exceptions import JournalError, JournalUnavailable
 from .._journal import Journal, _Request
 from .._tx import Tx
 from ._schema import ensure_schema, lock_key
-from ._url import PgTarget
+from ._url import PgTarget, hide_password
 
 __all__ = ["PostgresJournal"]
 
@@ -364,12 +364,24 @@ class PostgresJournal(Journal):
 
 
 def _connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[Any]:
-    """Connect, retrying for up to *reconnect_timeout* seconds while the server is away."""
+    """Connect, retrying for up to *reconnect_timeout* seconds while the server is away.
+
+    Errors are raised outside the driver's exception handlers, with the password
+    hidden: a driver's message may quote the URL, and a chained exception would
+    carry it along.
+    """
     deadline = time.monotonic() + reconnect_timeout
     delay = 0.05
-    options = psycopg.conninfo.conninfo_to_dict(target.conninfo).get("options") or ""
+    problem = ""
+    try:
+        options = str(psycopg.conninfo.conninfo_to_dict(target.conninfo).get("options") or "")
+    except psycopg.Error as exc:
+        problem = hide_password(_first_line(exc), target.conninfo)
+    if problem:
+        raise JournalError(f"{target.display}: not a usable URL: {problem}")
     options += f" -c idle_in_transaction_session_timeout={_IDLE_IN_TX * 1000}"
     while True:
+        unavailable = False
         try:
             return psycopg.connect(
                 target.conninfo,
@@ -383,13 +395,18 @@ def _connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[A
                 keepalives_count=3,
             )
         except psycopg.OperationalError as exc:
-            if time.monotonic() + delay >= deadline:
-                raise JournalUnavailable(
-                    target.display,
-                    f"cannot connect for {reconnect_timeout:g}s: {_first_line(exc)}",
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            unavailable = True
+            problem = hide_password(_first_line(exc), target.conninfo)
+        except psycopg.Error as exc:
+            problem = hide_password(_first_line(exc), target.conninfo)
+        if not unavailable:
+            raise JournalError(f"{target.display}: cannot connect: {problem}")
+        if time.monotonic() + delay >= deadline:
+            raise JournalUnavailable(
+                target.display, f"cannot connect for {reconnect_timeout:g}s: {problem}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _use_schema(conn: psycopg.Connection[Any], target: PgTarget) -> None:

@@ -140,16 +140,19 @@ def schema_version(conn: Any, schema: str) -> int | None:
     ).fetchone()
     if row[0] == 0:
         return None
-    has_meta = conn.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
+    # Another application's table may be called meta too: look at its columns first.
+    meta_columns = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'meta' AND column_name IN ('key', 'value')",
         (schema,),
     ).fetchone()
     version = None
-    if has_meta is not None:
+    if meta_columns[0] == 2:
         found = conn.execute(
             f'SELECT value FROM "{schema}".meta WHERE key = %s', ("schema_version",)
         ).fetchone()
-        version = None if found is None else int(found[0])
+        if found is not None and str(found[0]).isdigit():
+            version = int(found[0])
     if version is None:
         raise NotARunwrightDatabase(
             f"schema {schema}", "it holds tables that runwright did not create"

@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-__all__ = ["DEFAULT_SCHEMA", "PgTarget", "is_postgres_url", "parse", "redact"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "PgTarget",
+    "hide_password",
+    "is_postgres_url",
+    "parse",
+    "redact",
+    "validate_schema",
+]
 
 DEFAULT_SCHEMA = "runwright"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
@@ -77,3 +85,29 @@ class PgTarget:
 
 def parse(url: str, schema: str | None = None) -> PgTarget:
     return PgTarget(url, schema)
+
+
+def hide_password(text: str, url: str) -> str:
+    """*text* with the password of the PostgreSQL *url* replaced by ``***``, as written
+    in the URL and decoded: a driver's error may quote the part it could not parse."""
+    if not is_postgres_url(url):
+        return text
+    secrets = {secret for secret in _passwords(url) if secret}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _passwords(url: str) -> list[str]:
+    parts = urllib.parse.urlsplit(url)
+    found: list[str] = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        _user, colon, password = userinfo.partition(":")
+        if colon:
+            found += [password, urllib.parse.unquote(password)]
+    for field in parts.query.split("&"):
+        key, _, value = field.partition("=")
+        if urllib.parse.unquote_plus(key).lower() == "password":
+            found += [value, urllib.parse.unquote_plus(value), urllib.parse.unquote(value)]
+    return found

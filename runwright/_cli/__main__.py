@@ -1,0 +1,5 @@
+"""``python -m runwright._cli``: the ``runwright`` command."""
+
+from . import main
+
+raise SystemExit(main())

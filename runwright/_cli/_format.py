@@ -1,0 +1,202 @@
+"""How commands show what they read: times, values, errors, tables and JSON.
+
+Payloads are decoded with the default codec. Decoding imports the modules a
+payload names (the journal is trusted); a value whose class cannot be imported
+here is shown as ``<undecodable: ...>`` rather than failing the command.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import attrs
+import zstandard
+
+from .._exceptions import DecodeError
+from ..journal._codec import DefaultCodec
+from ..journal._rows import RunRow
+
+__all__ = [
+    "ErrorInfo",
+    "Undecodable",
+    "call",
+    "decode",
+    "error_info",
+    "iso",
+    "iso_json",
+    "jsonable",
+    "one_line",
+    "print_json",
+    "print_table",
+    "safe_repr",
+    "short_type",
+    "shorten",
+    "summary_json",
+    "table_lines",
+]
+
+_REPR_LIMIT = 200
+_MESSAGE_LIMIT = 200
+
+
+@attrs.frozen
+class Undecodable:
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"<undecodable: {self.reason}>"
+
+
+@attrs.frozen
+class ErrorInfo:
+    """A recorded exception, as the journal's error payload describes it."""
+
+    type: str
+    message: str
+    traceback: str
+
+    def summary(self) -> str:
+        return f"{short_type(self.type)}: {one_line(self.message)}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+def decode(codec: DefaultCodec, data: bytes | None) -> object:
+    if data is None:
+        return None
+    try:
+        return codec.decode(data)
+    except DecodeError as exc:
+        return Undecodable(str(exc))
+
+
+def error_info(codec: DefaultCodec, data: bytes | None) -> ErrorInfo:
+    """The type, message and traceback of an error payload, even if its values won't decode."""
+    info = decode(codec, data)
+    if isinstance(info, Undecodable) and data is not None:
+        info = _raw_json(data)
+    if not isinstance(info, dict):
+        return ErrorInfo("?", repr(info), "")
+    return ErrorInfo(
+        str(info.get("type", "?")),
+        str(info.get("message", "")),
+        str(info.get("traceback") or ""),
+    )
+
+
+def _raw_json(data: bytes) -> object:
+    """A JSON payload parsed without rebuilding tagged values (which may need missing classes)."""
+    try:
+        if data[:1] == b"\x01":
+            return json.loads(data[1:])
+        if data[:1] == b"\x02":
+            return json.loads(zstandard.ZstdDecompressor().decompress(data[1:]))
+    except (ValueError, zstandard.ZstdError):
+        pass
+    return None
+
+
+def call(name: str, decoded: object) -> str:
+    """``name(1, 'a', flag=True)`` from a decoded ``(args, kwargs)`` pair."""
+    if (
+        isinstance(decoded, tuple)
+        and len(decoded) == 2
+        and isinstance(decoded[0], tuple | list)
+        and isinstance(decoded[1], dict)
+    ):
+        parts = [safe_repr(value) for value in decoded[0]]
+        parts.extend(f"{key}={safe_repr(value)}" for key, value in decoded[1].items())
+        return shorten(f"{name}({', '.join(parts)})")
+    return shorten(f"{name}{safe_repr(decoded)}" if name else safe_repr(decoded))
+
+
+def safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<unprintable {type(value).__name__}: {exc!r}>"
+
+
+def shorten(text: str, limit: int = _REPR_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    if not lines:
+        return ""
+    text = lines[0] + (" ..." if len(lines) > 1 else "")
+    return shorten(text, _MESSAGE_LIMIT)
+
+
+def short_type(type_name: str) -> str:
+    return type_name.removeprefix("builtins:")
+
+
+def iso(timestamp: float | None, timespec: str = "milliseconds") -> str:
+    if timestamp is None:
+        return "-"
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def iso_json(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso(timestamp, "microseconds")
+
+
+def summary_json(row: RunRow) -> dict[str, object]:
+    return {
+        "id": row.run_id,
+        "workflow": row.workflow,
+        "status": row.status,
+        "key": row.key,
+        "created_at": iso_json(row.created_at),
+        "finished_at": iso_json(row.finished_at),
+        "error_type": row.error_type,
+        "error_message": row.error_message,
+    }
+
+
+def jsonable(value: object) -> object:
+    """*value* as JSON can hold it: bytes as ``{"$b": base64}`` (the codec's tag), tuples and
+    sets as lists, and anything else JSON has no form for as its repr."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return {"$b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [jsonable(item) for item in value]
+        try:
+            return sorted(items)  # type: ignore[type-var]
+        except TypeError:
+            return items
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else safe_repr(key): jsonable(item)
+            for key, item in value.items()
+        }
+    return safe_repr(value)
+
+
+def table_lines(table: list[list[str]]) -> list[str]:
+    """Rows of cells in left-aligned columns; the first row is the header."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]
+
+
+def print_table(table: list[list[str]]) -> None:
+    for line in table_lines(table):
+        print(line)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))

@@ -1,0 +1,110 @@
+"""``runs list``, ``runs show``, ``runs cancel`` and ``hooks resume``.
+
+The reads open the journal read-only and never change it. ``runs cancel``
+and ``hooks resume`` write through a client runtime, which runs no steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import anyio
+
+from .._exceptions import RunNotFound
+from ..journal._codec import DefaultCodec
+from ..journal._queries import events_of, list_runs, problem_of, run_row, steps_of
+from ..journal._states import RunStatus
+from ._common import CommandError, check_journal, client, read_only, target_of
+from ._format import iso, print_json, print_table, short_type, summary_json
+from ._timeline import build_view, print_view
+
+__all__ = ["cancel_command", "list_command", "resume_command", "show_command"]
+
+
+def list_command(args: argparse.Namespace) -> int:
+    with read_only(target_of(args)) as conn:
+        rows = list_runs(conn, status=args.status, workflow=args.workflow, limit=args.limit)
+    if args.json:
+        print_json([summary_json(row) for row in rows])
+        return 0
+    if not rows:
+        print("no runs")
+        return 0
+    table = [["RUN ID", "WORKFLOW", "STATUS", "CREATED", "FINISHED", "ERROR"]]
+    table.extend(
+        [
+            row.run_id,
+            row.workflow,
+            row.status,
+            iso(row.created_at, "seconds"),
+            iso(row.finished_at, "seconds"),
+            short_type(row.error_type) if row.error_type else "-",
+        ]
+        for row in rows
+    )
+    print_table(table)
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    # One read transaction: the row, events and steps are one consistent snapshot.
+    with read_only(target_of(args)) as conn:
+        row = run_row(conn, args.run_id)
+        if row is None:
+            raise RunNotFound(args.run_id)
+        events = events_of(conn, args.run_id)
+        retry_at = {
+            step.cid: step.retry_at
+            for step in steps_of(conn, args.run_id)
+            if step.status == "retrying"
+        }
+        problem = problem_of(conn, args.run_id)
+    view = build_view(row, events, retry_at, problem, DefaultCodec())
+    if args.json:
+        print_json(view.as_json())
+    else:
+        print_view(view)
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    check_journal(target)
+    run_id: str = args.run_id
+
+    async def cancel() -> tuple[RunStatus, RunStatus]:
+        async with client(target) as runtime:
+            handle = runtime.get_run(run_id)
+            before = await handle.status()
+            await handle.cancel()
+            return before, await handle.status()
+
+    before, after = anyio.run(cancel)
+    if before.is_terminal:
+        print(f"{run_id} {after.value} (it had already ended; nothing was cancelled)")
+    elif after.is_terminal:
+        print(f"{run_id} {after.value}")
+    else:
+        print(
+            f"{run_id} cancel requested: the process that drives it raises rw.Cancelled "
+            "in its workflow, which may clean up, and the run ends cancelled"
+        )
+    return 0
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--data is not valid JSON: {exc}") from None
+    target = target_of(args)
+    check_journal(target)
+
+    async def resume() -> None:
+        async with client(target) as runtime:
+            await runtime.resume_hook(args.token, payload)
+
+    anyio.run(resume)
+    print(f"delivered to {args.token}")
+    return 0

@@ -1,0 +1,125 @@
+"""``streams list`` and ``streams tail``.
+
+``streams list`` reads the journal read-only. ``streams tail`` reads through
+a client runtime, whose journal watcher wakes it as soon as another process
+appends to the stream or ends the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import anyio
+import attrs
+
+from .._exceptions import RunNotFound
+from ..journal._codec import DefaultCodec
+from ..journal._queries import run_status, streams_of
+from ..journal._rows import StreamRow
+from ..streams._chunks import Chunk, StreamInfo
+from ._common import check_journal, client, read_only, target_of
+from ._format import decode, jsonable, print_json, print_table
+
+__all__ = ["list_command", "tail_command"]
+
+
+def list_command(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    with read_only(target) as conn:  # the run's status and its streams from one snapshot
+        status = run_status(conn, args.run_id)
+        if status is None:
+            raise RunNotFound(args.run_id)
+        rows: list[StreamRow] = []
+        if (
+            target.backend == "postgresql"
+            or conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'streams'").fetchone()
+        ):
+            rows = streams_of(conn, args.run_id)  # an SQLite journal older than streams has none
+    infos = [StreamInfo.of(row, status) for row in rows]
+    if args.json:
+        print_json(
+            [
+                {"name": i.name, "chunks": i.chunks, "bytes": i.bytes, "closed": i.closed}
+                for i in infos
+            ]
+        )
+        return 0
+    if not infos:
+        print("no streams")
+        return 0
+    table = [["NAME", "CHUNKS", "BYTES", "CLOSED"]]
+    table.extend([i.name, str(i.chunks), str(i.bytes), "yes" if i.closed else "no"] for i in infos)
+    print_table(table)
+    return 0
+
+
+@attrs.frozen
+class _LenientCodec:
+    """The default codec, except that a value it cannot decode becomes an ``Undecodable``:
+    one chunk whose class cannot be imported here must not end the tail."""
+
+    inner: DefaultCodec = attrs.Factory(DefaultCodec)
+
+    def encode(self, value: object) -> bytes:
+        return self.inner.encode(value)
+
+    def decode(self, data: bytes) -> object:
+        return decode(self.inner, data)
+
+
+def tail_command(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    check_journal(target)
+    run_id: str = args.run_id
+    name: str = args.name
+    start: int = args.start
+    emit = _emit_json if args.json else _emit_chunk
+
+    async def tail() -> None:
+        async with client(target, codec=_LenientCodec()) as runtime:
+            async for chunk in runtime.get_run(run_id).stream(name, start=start):
+                emit(chunk)
+
+    try:
+        anyio.run(tail)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _emit_chunk(chunk: Chunk) -> None:
+    """A chunk as its writer meant it: text as is, bytes raw, any other value as a JSON line."""
+    data = chunk.data
+    if isinstance(data, str):
+        _write_text(data)
+    elif isinstance(data, bytes):
+        sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # stdout was replaced by a text-only stream
+            _write_text(data.decode("utf-8", "backslashreplace"))
+            return
+        binary.write(data)
+        binary.flush()
+    else:
+        _write_text(json.dumps(jsonable(data), ensure_ascii=False) + "\n")
+
+
+def _emit_json(chunk: Chunk) -> None:
+    record = {
+        "index": chunk.index,
+        "writer": chunk.writer,
+        "attempt": chunk.attempt,
+        "data": jsonable(chunk.data),
+    }
+    _write_text(json.dumps(record) + "\n")
+
+
+def _write_text(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:  # a lone surrogate, or a character the locale cannot encode
+        encoding = sys.stdout.encoding or "utf-8"
+        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+    sys.stdout.flush()

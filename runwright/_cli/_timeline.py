@@ -1,0 +1,359 @@
+"""``runs show``: a run's timeline, built from its events.
+
+Each step is one entry with its attempts under it (their durations, errors
+and retries); sleeps, stream writes and run-level events are entries of
+their own, in the order the journal recorded them.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..journal._codec import DefaultCodec
+from ..journal._events import Event, Kind
+from ..journal._rows import RunRow
+from ..journal._states import RunStatus
+from ._format import (
+    ErrorInfo,
+    call,
+    decode,
+    error_info,
+    iso,
+    iso_json,
+    safe_repr,
+    shorten,
+    summary_json,
+)
+
+__all__ = ["RunView", "build_view", "print_view"]
+
+_TERMINAL = frozenset(status.value for status in RunStatus if status.is_terminal)
+
+
+@attrs.define
+class _Attempt:
+    """One attempt of a step.
+
+    ``outcome`` is ``ok``, ``retrying`` (failed, another attempt follows),
+    ``failed`` (failed for good), ``running``, ``interrupted`` (a later
+    attempt started without this one ending: its process stopped),
+    ``cancelled`` or ``unfinished`` (the run ended first).
+    """
+
+    number: int
+    started_at: float | None
+    ended_at: float | None = None
+    outcome: str = "running"
+    error: ErrorInfo | None = None
+    retry_at: float | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at) * 1000
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "attempt": self.number,
+            "started_at": iso_json(self.started_at),
+            "ended_at": iso_json(self.ended_at),
+            "duration_ms": None if self.duration_ms is None else round(self.duration_ms, 1),
+            "outcome": self.outcome,
+            "error": None if self.error is None else self.error.as_json(),
+            "retry_at": iso_json(self.retry_at),
+        }
+
+
+@attrs.define
+class _Step:
+    cid: int
+    name: str
+    call: str
+    scheduled_at: float
+    attempts: list[_Attempt] = attrs.field(factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.attempts:
+            return "scheduled"
+        return {"ok": "completed", "failed": "failed", "retrying": "retrying"}.get(
+            self.attempts[-1].outcome, "running"
+        )
+
+    def attempt(self, number: int) -> _Attempt:
+        for attempt in self.attempts:
+            if attempt.number == number:
+                return attempt
+        attempt = _Attempt(number, None)
+        self.attempts.append(attempt)
+        self.attempts.sort(key=lambda a: a.number)
+        return attempt
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "type": "step",
+            "cid": self.cid,
+            "name": self.name,
+            "call": self.call,
+            "scheduled_at": iso_json(self.scheduled_at),
+            "status": self.status,
+            "attempts": [attempt.as_json() for attempt in self.attempts],
+        }
+
+
+@attrs.define
+class _Sleep:
+    cid: int
+    created_at: float
+    wake_at: float | None
+    fired_at: float | None = None
+    status: str = "pending"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "type": "sleep",
+            "cid": self.cid,
+            "created_at": iso_json(self.created_at),
+            "wake_at": iso_json(self.wake_at),
+            "fired_at": iso_json(self.fired_at),
+            "status": self.status,
+        }
+
+
+@attrs.frozen
+class _Mark:
+    """A run-level event (created, completed, ...), or an event kind this CLI does not know."""
+
+    kind: str
+    at: float
+
+    def as_json(self) -> dict[str, object]:
+        if self.kind.startswith("run_"):
+            return {
+                "type": "run",
+                "event": self.kind.removeprefix("run_"),
+                "at": iso_json(self.at),
+            }
+        return {"type": "event", "kind": self.kind, "at": iso_json(self.at)}
+
+
+@attrs.define
+class _Streamed:
+    """Appends to one stream that follow each other in the timeline, or its close."""
+
+    name: str
+    at: float
+    first: int
+    last: int
+    closed: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        if self.closed:
+            return {"type": "stream", "name": self.name, "closed": True, "at": iso_json(self.at)}
+        return {
+            "type": "stream",
+            "name": self.name,
+            "chunks": [self.first, self.last],
+            "at": iso_json(self.at),
+        }
+
+
+_Entry = _Step | _Sleep | _Mark | _Streamed
+
+
+@attrs.frozen
+class RunView:
+    row: RunRow
+    args: str
+    result: str | None
+    error: ErrorInfo | None
+    problem: tuple[str, str, float] | None
+    timeline: list[_Entry]
+
+    def as_json(self) -> dict[str, object]:
+        row = self.row
+        problem = None
+        if self.problem is not None:
+            kind, message, at = self.problem
+            problem = {"kind": kind, "message": message, "at": iso_json(at)}
+        summary = summary_json(row)
+        del summary["error_type"], summary["error_message"]
+        return {
+            **summary,
+            "args": self.args,
+            "result": self.result,
+            "error": None if self.error is None else self.error.as_json(),
+            "problem": problem,
+            "timeline": [entry.as_json() for entry in self.timeline],
+        }
+
+
+def build_view(
+    row: RunRow,
+    events: list[Event],
+    retry_at: dict[int, float | None],
+    problem: tuple[str, str, float] | None,
+    codec: DefaultCodec,
+) -> RunView:
+    timeline: list[_Entry] = []
+    steps: dict[int, _Step] = {}
+    sleeps: dict[int, _Sleep] = {}
+
+    def step_of(event: Event) -> _Step:
+        assert event.cid is not None
+        step = steps.get(event.cid)
+        if step is None:
+            step = steps[event.cid] = _Step(
+                event.cid, event.name or "?", event.name or "?", event.at
+            )
+            timeline.append(step)
+        return step
+
+    for event in events:
+        kind = event.kind
+        if kind == Kind.STEP_SCHEDULED and event.cid is not None:
+            step = step_of(event)
+            step.call = call(step.name, decode(codec, event.payload))
+        elif kind == Kind.STEP_STARTED and event.cid is not None and event.attempt is not None:
+            step = step_of(event)
+            for earlier in step.attempts:
+                if earlier.outcome == "running":
+                    earlier.outcome = "interrupted"
+            step.attempt(event.attempt).started_at = event.at
+        elif (
+            kind in (Kind.STEP_RETRYING, Kind.STEP_COMPLETED, Kind.STEP_FAILED)
+            and event.cid is not None
+            and event.attempt is not None
+        ):
+            attempt = step_of(event).attempt(event.attempt)
+            attempt.ended_at = event.at
+            if kind == Kind.STEP_COMPLETED:
+                attempt.outcome = "ok"
+            else:
+                attempt.outcome = "retrying" if kind == Kind.STEP_RETRYING else "failed"
+                attempt.error = error_info(codec, event.payload)
+        elif kind == Kind.WAIT_CREATED and event.cid is not None:
+            wake_at = decode(codec, event.payload)
+            sleep = _Sleep(event.cid, event.at, wake_at if isinstance(wake_at, float) else None)
+            sleeps[event.cid] = sleep
+            timeline.append(sleep)
+        elif kind == Kind.WAIT_COMPLETED and event.cid in sleeps:
+            sleeps[event.cid].fired_at = event.at
+            sleeps[event.cid].status = "fired"
+        elif kind == Kind.STREAM_APPENDED:
+            first, _, last = (event.payload or b"").decode().partition("-")
+            if not (first.isdigit() and last.isdigit()):
+                timeline.append(_Mark(kind, event.at))
+                continue
+            previous = timeline[-1] if timeline else None
+            if (
+                isinstance(previous, _Streamed)
+                and previous.name == event.name
+                and not previous.closed
+                and previous.last + 1 == int(first)
+            ):
+                previous.last = int(last)
+            else:
+                timeline.append(_Streamed(event.name or "?", event.at, int(first), int(last)))
+        elif kind == Kind.STREAM_CLOSED:
+            timeline.append(_Streamed(event.name or "?", event.at, 0, -1, closed=True))
+        elif kind != Kind.STEP_SCHEDULED:
+            timeline.append(_Mark(kind, event.at))
+
+    ended = row.status in _TERMINAL
+    for step in steps.values():
+        for attempt in step.attempts:
+            if attempt.outcome == "running" and ended:
+                attempt.outcome = "cancelled" if row.status == "cancelled" else "unfinished"
+        if step.attempts and step.attempts[-1].outcome == "retrying":
+            step.attempts[-1].retry_at = retry_at.get(step.cid)
+    for sleep in sleeps.values():
+        if sleep.status == "pending" and ended:
+            sleep.status = "cancelled"
+
+    result = error = None
+    if row.status == "completed" and row.outcome is not None:
+        result = shorten(safe_repr(decode(codec, row.outcome)))
+    elif row.status == "failed":
+        if row.outcome is not None:
+            error = error_info(codec, row.outcome)
+        else:
+            error = ErrorInfo(row.error_type or "?", row.error_message or "", "")
+    args = call("", decode(codec, row.args))
+    return RunView(row, args, result, error, problem, timeline)
+
+
+def print_view(view: RunView) -> None:
+    row = view.row
+    fields = [
+        ("run", row.run_id),
+        ("workflow", row.workflow),
+        ("status", row.status),
+        ("key", row.key if row.key is not None else "-"),
+        ("created", iso(row.created_at)),
+        ("finished", iso(row.finished_at)),
+        ("args", view.args),
+    ]
+    if view.result is not None:
+        fields.append(("result", view.result))
+    if view.error is not None:
+        fields.append(("error", view.error.summary()))
+    for label, value in fields:
+        print(f"{label:<9} {value}")
+    if view.problem is not None:
+        kind, message, at = view.problem
+        print()
+        print(f"PROBLEM: {kind}: {message}")
+        print(f"         (recorded {iso(at)}; the run cannot advance until this is fixed)")
+    print()
+    print("timeline")
+    for entry in view.timeline:
+        for line in _entry_lines(entry):
+            print(f"  {line}")
+    if view.error is not None and view.error.traceback:
+        print()
+        print("traceback of the run's error")
+        for line in view.error.traceback.rstrip().splitlines():
+            print(f"  {line}")
+
+
+def _entry_lines(entry: _Entry) -> list[str]:
+    """Timeline rows: a time column, then what happened (attempts indented under their step)."""
+    if isinstance(entry, _Mark):
+        what = entry.kind.replace("_", " ") if entry.kind.startswith("run_") else entry.kind
+        return [_row(entry.at, what)]
+    if isinstance(entry, _Streamed):
+        if entry.closed:
+            return [_row(entry.at, f"stream {entry.name!r} closed")]
+        span = (
+            f"chunk {entry.first}"
+            if entry.first == entry.last
+            else f"chunks {entry.first}-{entry.last}"
+        )
+        return [_row(entry.at, f"stream {entry.name!r}: {span}")]
+    if isinstance(entry, _Sleep):
+        until = f"sleep #{entry.cid} until {iso(entry.wake_at)}"
+        if entry.status == "fired":
+            return [_row(entry.created_at, until), _row(entry.fired_at, "  fired")]
+        return [_row(entry.created_at, f"{until} ({entry.status})")]
+    lines = [_row(entry.scheduled_at, f"step #{entry.cid} {entry.call}: {entry.status}")]
+    for attempt in entry.attempts:
+        duration = "-" if attempt.duration_ms is None else f"{attempt.duration_ms:.1f} ms"
+        outcome = attempt.outcome
+        if attempt.error is not None:
+            outcome = f"error {attempt.error.summary()}"
+        if attempt.outcome == "retrying":
+            later = [a.started_at for a in entry.attempts if a.number > attempt.number]
+            if later and later[0] is not None:
+                outcome += f"; retried at {iso(later[0])}"
+            elif attempt.retry_at is not None:
+                outcome += f"; retry at {iso(attempt.retry_at)}"
+        lines.append(
+            _row(attempt.started_at, f"  attempt {attempt.number}  {duration:>9}  {outcome}")
+        )
+    return lines
+
+
+def _row(at: float | None, text: str) -> str:
+    return f"{iso(at):<24}  {text}"
