@@ -1,7 +1,13 @@
-"""Bad input gets a clear, specific error, and nothing already journaled is lost."""
+"""Bad input gets a clear, specific error, and nothing already journaled is lost.
+
+What a test checks was stored, or spoils on purpose, it reads and writes
+straight in the journal, outside any runtime, on either backend.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 from runwright._definitions import _registry
@@ -78,21 +85,36 @@ async def takes_one(x: int) -> int:
     return x
 
 
-def events(db_path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT * FROM events ORDER BY seq").fetchall()
+def events(db: Path | str) -> list[tuple[Any, ...]]:
+    return query_journal(db, "SELECT * FROM events ORDER BY seq")
 
 
-def problem(db_path: Path, run_id: str) -> tuple[str, str] | None:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT kind, message FROM run_problems WHERE run_id = ?", (run_id,)
-        ).fetchone()
+def problem(db: Path | str, run_id: str) -> tuple[str, str] | None:
+    rows = query_journal(db, "SELECT kind, message FROM run_problems WHERE run_id = ?", (run_id,))
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def spoil(db: Path | str, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run *sql* (``?`` placeholders) on the journal at *db* and commit: what another
+    program, or a damaged disk, might do to it behind the runtime's back."""
+    target = os.fspath(db)
+    if not target.startswith("postgresql://"):
+        with contextlib.closing(sqlite3.connect(target)) as conn, conn:
+            conn.execute(sql, params)
+        return
+    import psycopg
+
+    from runwright.journal.postgres._url import PgTarget
+
+    parsed = PgTarget(target)
+    with psycopg.connect(parsed.conninfo, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{parsed.schema}"')
+        conn.execute(sql.replace("?", "%s"), params or None)
 
 
 async def wait_for(predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
-        while not predicate():  # noqa: ASYNC110 (polls the database file)
+        while not await anyio.to_thread.run_sync(predicate):  # noqa: ASYNC110 (polls the journal)
             await anyio.sleep(0.005)
 
 
@@ -111,7 +133,7 @@ async def start_until_sleeping(
 async def test_changed_code_stops_the_run_without_touching_the_journal(
     make_runtime: Callable[..., rw.Runtime],
     clock: FakeClock,
-    db_path: Path,
+    db_path: Path | str,
     caplog: pytest.LogCaptureFixture,
 ):
     run_id = await start_until_sleeping(make_runtime, clock, flow_version(1), sleeps=2)
@@ -138,7 +160,7 @@ async def test_changed_code_stops_the_run_without_touching_the_journal(
 
 
 async def test_unknown_workflow_on_resume_is_reported_and_kept(
-    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path | str
 ):
     flow = flow_version(1)
     run_id = await start_until_sleeping(make_runtime, clock, flow)
@@ -157,7 +179,7 @@ async def test_unknown_workflow_on_resume_is_reported_and_kept(
 
 
 async def test_unencodable_step_argument_fails_at_the_call_site(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(passes_a_lambda)
@@ -169,7 +191,7 @@ async def test_unencodable_step_argument_fails_at_the_call_site(
 
 
 async def test_unencodable_start_argument_writes_nothing(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     async with make_runtime() as runtime:
         with pytest.raises(rw.EncodeError) as info:
@@ -188,14 +210,14 @@ async def test_unencodable_return_value_fails_the_run(make_runtime: Callable[...
 
 
 async def test_undecodable_payload_stops_the_run_and_keeps_the_journal(
-    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path | str
 ):
     run_id = await start_until_sleeping(make_runtime, clock, flow_version(1))
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "UPDATE events SET payload = x'ff00' WHERE run_id = ? AND kind = 'step_completed'",
-            (run_id,),
-        )
+    spoil(
+        db_path,
+        "UPDATE events SET payload = ? WHERE run_id = ? AND kind = 'step_completed'",
+        (b"\xff\x00", run_id),
+    )
     before = events(db_path)
     async with make_runtime() as runtime:
         await wait_for(lambda: problem(db_path, run_id) is not None)
@@ -226,18 +248,107 @@ async def test_another_applications_database(tmp_path: Path):
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
 
 
-async def test_a_newer_schema_is_refused(db_path: Path):
-    async with rw.Runtime(db_path):
-        pass
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(rw.SchemaVersionError, match="upgrade runwright"):
+def schema_of(db: Path | str) -> str:
+    from runwright.journal.postgres._url import PgTarget
+
+    return PgTarget(os.fspath(db)).schema
+
+
+def tables_in(db: Path | str) -> list[tuple[Any, ...]]:
+    """The tables of the PostgreSQL schema *db* names (which may not exist)."""
+    return query_journal(
+        db,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+        "ORDER BY table_name",
+        (schema_of(db),),
+    )
+
+
+@pytest.mark.postgres_only("a schema is PostgreSQL's; an SQLite journal is a file of its own")
+async def test_another_applications_schema(db_path: str):
+    spoil(db_path, f'CREATE SCHEMA "{schema_of(db_path)}"')
+    spoil(db_path, "CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    with pytest.raises(rw.NotARunwrightDatabase, match="did not create"):
         async with rw.Runtime(db_path):
+            pass
+    assert tables_in(db_path) == [("customers",)]
+
+
+@pytest.mark.postgres_only("a schema is PostgreSQL's; an SQLite journal is a file of its own")
+async def test_another_applications_meta_table(db_path: str):
+    spoil(db_path, f'CREATE SCHEMA "{schema_of(db_path)}"')
+    spoil(db_path, "CREATE TABLE meta (id INTEGER PRIMARY KEY, note TEXT)")
+    with pytest.raises(rw.NotARunwrightDatabase, match="did not create"):
+        async with rw.Runtime(db_path):
+            pass
+    assert tables_in(db_path) == [("meta",)]
+
+
+@pytest.mark.postgres_only("migrate= is PostgreSQL's: an SQLite journal is made with its file")
+async def test_without_migrate_an_empty_schema_is_refused(db_path: str):
+    with pytest.raises(rw.NotARunwrightDatabase, match=r"run `runwright db migrate` first"):
+        async with rw.Runtime(db_path, migrate=False):
+            pass
+    assert tables_in(db_path) == []
+    async with rw.Runtime(db_path) as runtime:
+        await (await runtime.start(takes_one, 1)).result()
+    async with rw.Runtime(db_path, migrate=False) as runtime:
+        assert [run.status for run in await runtime.list_runs()] == [rw.RunStatus.COMPLETED]
+
+
+@pytest.mark.parametrize(
+    ("url", "schema"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/test", "Robert'); drop"),
+        ("postgresql://postgres@127.0.0.1:1/test?schema=Robert%27%29%3B+drop", None),
+        ("postgresql://postgres@127.0.0.1:1/test", ""),
+        ("postgresql://postgres@127.0.0.1:1/test?schema=one", "two"),
+    ],
+)
+async def test_a_bad_schema_is_refused_before_connecting(url: str, schema: str | None):
+    # Nothing listens on port 1: had it tried to connect, JournalUnavailable would say so.
+    with pytest.raises(ValueError, match="schema"):
+        async with rw.Runtime(url, schema=schema, reconnect_timeout=0.1):
             pass
 
 
+async def test_a_schema_for_an_sqlite_journal_is_refused(tmp_path: Path):
+    path = tmp_path / "journal.db"
+    with pytest.raises(ValueError, match="SQLite file has no schemas"):
+        async with rw.Runtime(path, schema="runwright"):
+            pass
+    assert not path.exists()
+
+
+#: Where each backend keeps the journal's schema version: how to set it, how to read it.
+SCHEMA_VERSION_SQL = {
+    "sqlite": ("PRAGMA user_version = 99", "PRAGMA user_version"),
+    "postgresql": (
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
+    ),
+}
+
+
+async def test_a_newer_schema_is_refused(db_path: Path | str, journal_backend: str):
+    async with rw.Runtime(db_path) as runtime:
+        await (await runtime.start(takes_one, 1)).result()
+    set_version, get_version = SCHEMA_VERSION_SQL[journal_backend]
+    spoil(db_path, set_version)
+    before = events(db_path)
+    with pytest.raises(rw.SchemaVersionError, match=r"version 99, newer.*upgrade runwright"):
+        async with rw.Runtime(db_path):
+            pass
+    assert query_journal(db_path, get_version) == [(99,)]
+    assert events(db_path) == before
+
+
+@pytest.mark.sqlite_only(
+    "busy_timeout and the file's write lock are SQLite's; on PostgreSQL a write waits for "
+    "the journal's write lock (test_locked_writes.py)"
+)
 async def test_a_database_locked_past_the_busy_timeout(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     async with make_runtime(busy_timeout=0.1) as runtime:
         done = await runtime.start(takes_one, 1)

@@ -1,5 +1,11 @@
-"""A write that finds the database locked past the busy timeout is retried by the
-actor; nothing is lost, nothing runs twice, and a cancel made meanwhile still lands."""
+"""A write that finds the journal locked by another process is not lost: nothing runs
+twice, and a cancel made meanwhile still lands.
+
+On SQLite the lock is the file's write lock: a write that waits past the busy
+timeout fails and the actor retries it. On PostgreSQL it is the journal's write
+advisory lock, which every write transaction takes first: a write waits for
+another session that holds it, and lands once it is released.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 
@@ -45,7 +52,7 @@ async def two_gated() -> list[str]:
 
 @contextmanager
 def locked(db_path: Path) -> Iterator[None]:
-    """Another process holds the write lock."""
+    """Another process holds the SQLite file's write lock."""
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
@@ -55,12 +62,53 @@ def locked(db_path: Path) -> Iterator[None]:
         blocker.close()
 
 
+@contextmanager
+def write_lock_held(url: str) -> Iterator[Callable[[], bool]]:
+    """Another session holds the PostgreSQL journal's write lock; yields a check that
+    some session waits for it."""
+    import psycopg
+
+    from runwright.journal.postgres._schema import lock_key
+    from runwright.journal.postgres._url import PgTarget
+
+    target = PgTarget(url)
+    key = lock_key(target.schema, "write")
+    # pg_locks shows a bigint advisory key as its high and low 32 bits.
+    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    with psycopg.connect(target.conninfo, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+
+        def waited_for() -> bool:
+            row = holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+                (high, low),
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        try:
+            yield waited_for
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def completed_steps(db: str, run_id: str) -> list[str]:
+    rows = query_journal(
+        db,
+        "SELECT name FROM events WHERE run_id = ? AND kind = 'step_completed' ORDER BY seq",
+        (run_id,),
+    )
+    return [name for (name,) in rows]
+
+
 async def until(predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
         while not predicate():  # noqa: ASYNC110 (state changes in this process)
             await anyio.sleep(0.005)
 
 
+@pytest.mark.sqlite_only("the file's write lock and busy_timeout are SQLite's")
 async def test_a_locked_write_is_retried_and_loses_nothing(
     make_runtime: Callable[..., rw.Runtime], db_path: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -79,6 +127,7 @@ async def test_a_locked_write_is_retried_and_loses_nothing(
     assert ran == Counter({"first": 1, "second": 1})
 
 
+@pytest.mark.sqlite_only("the file's write lock and busy_timeout are SQLite's")
 async def test_a_cancel_made_while_the_database_is_locked_still_lands(
     make_runtime: Callable[..., rw.Runtime], db_path: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -96,3 +145,59 @@ async def test_a_cancel_made_while_the_database_is_locked_still_lands(
         with pytest.raises(rw.RunCancelled):
             await handle.result(timeout=10)
     assert ran["cleanup"] == 1
+
+
+@pytest.mark.postgres_only("the journal's write advisory lock is PostgreSQL's")
+async def test_a_write_waits_for_another_sessions_write_lock_and_loses_nothing(
+    make_runtime: Callable[..., rw.Runtime], db_path: str, caplog: pytest.LogCaptureFixture
+):
+    ran.clear()
+    gates.clear()
+    gates.update(first=anyio.Event(), second=anyio.Event())
+    async with make_runtime() as runtime:
+        handle = await runtime.start(two_gated)
+        await until(lambda: ran["first"] == 1)
+        with write_lock_held(db_path) as waited_for:
+            gates["first"].set()
+            await until(waited_for)
+            await anyio.sleep(0.1)
+            # The first step's outcome, and the second's claim, wait; reads do not.
+            assert completed_steps(db_path, handle.id) == []
+            assert ran["second"] == 0
+            assert await handle.status() is rw.RunStatus.RUNNING
+        await until(lambda: ran["second"] == 1)
+        gates["second"].set()
+        assert await handle.result(timeout=10) == ["first", "second"]
+    assert ran == Counter({"first": 1, "second": 1})
+    assert completed_steps(db_path, handle.id) == [gated.name, gated.name]
+    assert "journal write failed" not in caplog.text
+
+
+@pytest.mark.postgres_only("the journal's write advisory lock is PostgreSQL's")
+async def test_a_cancel_made_while_another_session_holds_the_write_lock_still_lands(
+    make_runtime: Callable[..., rw.Runtime], db_path: str
+):
+    ran.clear()
+    gates.clear()
+    gates.update(first=anyio.Event(), second=anyio.Event())
+    gates["first"].set()
+    cancelled = anyio.Event()
+
+    async def cancel() -> None:
+        await handle.cancel()
+        cancelled.set()
+
+    async with make_runtime() as runtime:
+        handle = await runtime.start(two_gated)
+        await until(lambda: ran["second"] == 1)
+        async with anyio.create_task_group() as tg:
+            with write_lock_held(db_path) as waited_for:
+                tg.start_soon(cancel)
+                await until(waited_for)
+                await anyio.sleep(0.1)
+                assert not cancelled.is_set()
+                assert await handle.status() is rw.RunStatus.RUNNING
+        with pytest.raises(rw.RunCancelled):
+            await handle.result(timeout=10)
+    assert ran["cleanup"] == 1
+    assert ran["second"] == 1

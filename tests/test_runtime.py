@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -14,6 +13,7 @@ from uuid import UUID
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -267,7 +267,7 @@ async def test_durable_sleep_fires_on_the_fake_clock(
 
 
 async def test_sleep_survives_a_restart_and_fires_once(
-    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path | str
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(sleeper, 600)
@@ -276,11 +276,12 @@ async def test_sleep_survives_a_restart_and_fires_once(
     clock.advance(601)
     async with make_runtime() as runtime:
         assert await runtime.get_run(run_id).result() == "601"  # rw.now() is when it fired
-    with sqlite3.connect(db_path) as conn:
-        fired = conn.execute(
-            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'wait_completed'", (run_id,)
-        ).fetchone()[0]
-    assert fired == 1
+    fired = query_journal(
+        db_path,
+        "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'wait_completed'",
+        (run_id,),
+    )
+    assert fired == [(1,)]
     assert calls["add:0:0"] == 1
 
 
@@ -302,17 +303,16 @@ async def test_race_of_sleeps_returns_none(
 
 
 async def test_gather_raises_the_first_error_and_others_still_complete(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(gather_fails)
         assert await handle.result() == "gather raised card declined"
     assert calls["add:1:2"] == 1
     assert calls["add:3:4"] == 1
-    with sqlite3.connect(db_path) as conn:
-        statuses = conn.execute(
-            "SELECT status FROM steps WHERE run_id = ? ORDER BY cid", (handle.id,)
-        ).fetchall()
+    statuses = query_journal(
+        db_path, "SELECT status FROM steps WHERE run_id = ? ORDER BY cid", (handle.id,)
+    )
     assert [s for (s,) in statuses] == ["completed", "failed", "completed"]
 
 

@@ -1,9 +1,11 @@
 """Order and completeness, as a property: whatever the writes, flushes and
-reader starts, every reader sees each chunk from its start on, once, in order."""
+reader starts, every reader sees each chunk from its start on, once, in order.
+
+Every example is a run of its own in the test's one journal.
+"""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,6 @@ from hypothesis import strategies as st
 import runwright as rw
 
 pytestmark = pytest.mark.anyio
-
-_files = itertools.count()
 
 
 @rw.step(name="tests.stream_order.write_and_read")
@@ -81,7 +81,10 @@ def check(seen: list[tuple[int, str]], start: int, total: int) -> None:
 )
 @given(data=st.data())
 async def test_every_reader_sees_every_chunk_once_in_order(
-    tmp_path: Path, data: st.DataObject, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+    db_path: Path | str,
+    data: st.DataObject,
+    anyio_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A small ring makes readers fall behind it; without the once-a-second
     # look, a reader that waits for a wake-up that never comes hangs (and fails).
@@ -104,13 +107,12 @@ async def test_every_reader_sees_every_chunk_once_in_order(
         st.lists(st.tuples(starts, st.integers(0, total)), max_size=4), label="inside"
     )
     after = data.draw(st.lists(starts, min_size=1, max_size=3), label="after")
-    db = tmp_path / f"order-{next(_files)}.db"
     with anyio.fail_after(30):
-        await one_example(db, writes, total, inside, after)
+        await one_example(db_path, writes, total, inside, after)
 
 
 async def one_example(
-    db: Path,
+    db: Path | str,
     writes: list[tuple[int, bool, bool]],
     total: int,
     inside: list[tuple[int, int]],

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -233,7 +233,7 @@ async def test_values_bytes_and_text_round_trip(make_runtime: Callable[..., rw.R
 
 
 async def test_large_chunks_are_compressed_in_the_file(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ) -> None:
     async with make_runtime() as runtime:
         run = await runtime.start(one_stream, 1)
@@ -252,10 +252,9 @@ async def test_large_chunks_are_compressed_in_the_file(
         await run.result()
         info = await run.stream_info()
     assert info.bytes == 150_000
-    with sqlite3.connect(db_path) as conn:
-        (stored,) = conn.execute(
-            "SELECT length(data) FROM stream_chunks WHERE run_id = ?", (run.id,)
-        ).fetchone()
+    [(stored,)] = query_journal(
+        db_path, "SELECT length(data) FROM stream_chunks WHERE run_id = ?", (run.id,)
+    )
     assert stored < 5_000
 
 
@@ -402,17 +401,17 @@ async def test_a_second_runtime_reads_what_the_first_writes(
 
 
 async def test_a_step_is_completed_only_after_its_chunks_are_durable(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ) -> None:
     async with make_runtime() as runtime:
         run = await runtime.start(one_stream, 30)
         await run.result()
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute(
-            "SELECT kind, payload FROM events WHERE run_id = ? AND kind IN "
-            "('stream_appended', 'step_completed') ORDER BY seq",
-            (run.id,),
-        ).fetchall()
+    rows = query_journal(
+        db_path,
+        "SELECT kind, payload FROM events WHERE run_id = ? AND kind IN "
+        "('stream_appended', 'step_completed') ORDER BY seq",
+        (run.id,),
+    )
     kinds = [kind for kind, _ in rows]
     assert kinds[-1] == "step_completed"
     covered = [payload.decode() for kind, payload in rows if kind == "stream_appended"]
@@ -421,7 +420,7 @@ async def test_a_step_is_completed_only_after_its_chunks_are_durable(
 
 
 async def test_chunks_of_many_writers_share_transactions(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ) -> None:
     @rw.step(name="tests.streams.chatty")
     async def chatty(name: str) -> None:
@@ -444,11 +443,11 @@ async def test_chunks_of_many_writers_share_transactions(
         hub = runtime.supervisor.streams
         assert hub._streams == {}
         assert hub._signals == {}
-    with sqlite3.connect(db_path) as conn:
-        (appends,) = conn.execute(
-            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'stream_appended'",
-            (run.id,),
-        ).fetchone()
+    [(appends,)] = query_journal(
+        db_path,
+        "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'stream_appended'",
+        (run.id,),
+    )
     # 1,000 chunks; one write per chunk would make 1,000 appends.
     assert appends <= 200
 
@@ -512,14 +511,13 @@ async def test_a_stream_written_here_and_elsewhere_reads_whole_here(
 
 
 async def test_flush_returns_once_what_was_written_is_in_the_file(
-    make_runtime: Callable[..., rw.Runtime], db_path: Path
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ) -> None:
     def on_disk(run_id: str) -> list[int]:
-        with sqlite3.connect(db_path) as conn:  # another connection: sees only commits
-            rows = conn.execute(
-                "SELECT idx FROM stream_chunks WHERE run_id = ? ORDER BY idx", (run_id,)
-            )
-            return [int(idx) for (idx,) in rows]
+        rows = query_journal(  # another connection: sees only commits
+            db_path, "SELECT idx FROM stream_chunks WHERE run_id = ? ORDER BY idx", (run_id,)
+        )
+        return [int(idx) for (idx,) in rows]
 
     seen: list[tuple[int, list[int]]] = []
 
