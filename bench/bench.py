@@ -1,14 +1,21 @@
 #!/usr/bin/env python
 """runwright benchmark: per-run latency and throughput of the durable runtime.
 
-Every scenario runs on a fresh SQLite file in its own temporary directory, in
-one ``rw.Runtime(path, synchronous=...)`` opened for that scenario. A
-latency scenario does one warm-up run (not counted), then ``--repeat`` runs
-one after the other; a run's latency is the time from ``await
-runtime.start(...)`` to ``await handle.result()`` returning.
+The workflows and scenarios are in ``suite.py``. Every scenario runs on a
+fresh journal, in one ``rw.Runtime(db, synchronous=...)`` opened for that
+scenario: an SQLite file in its own temporary directory, or with ``--db
+postgresql://...`` a fresh schema of that database, dropped at the end (see
+``journals.py``). A latency scenario does one warm-up run (not counted), then
+``--repeat`` runs one after the other; a run's latency is the time from
+``await runtime.start(...)`` to ``await handle.result()`` returning.
 
-Two scenarios are different:
+Three scenarios are different:
 
+* ``floor``: no runtime; the plain driver (sqlite3 or psycopg) makes 50
+  transactions one after the other, each updating a row and inserting two
+  event rows, the least a journal can do per sequential step. The
+  ``x floor`` column divides a sequential scenario's ms/step by the floor's
+  ms/transaction, measured in the same invocation.
 * ``burst``: N one-step runs started at once (every ``runtime.start`` in its
   own task), then every result awaited; reports total time and runs/s.
 * ``long``: one sequential workflow of N steps; each step appends
@@ -21,6 +28,7 @@ Usage::
     python bench/bench.py                      # the whole suite (< 2 min on 2 cores)
     python bench/bench.py --quick              # smoke mode, a few seconds
     python bench/bench.py --synchronous NORMAL --backend trio
+    python bench/bench.py --db postgresql://postgres@127.0.0.1:5432/test
     python bench/bench.py --only seq50,gather50 --repeat 100
     python bench/bench.py --json results.json  # table on stdout, JSON to a file
     python bench/bench.py --json               # JSON on stdout instead of the table
@@ -33,231 +41,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 import runwright as rw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import error_text, format_machine, fs_type, percentile, render_table, select
-
-# -- the workflows ----------------------------------------------------------------
-
-#: 10 KB of incompressible bytes: the codec stores it as is (no zstd win), so
-#: every step really journals 10 KB.
-PAYLOAD = random.Random(0).randbytes(10 * 1024)
-
-_stamps: list[float] = []
-
-
-@rw.step
-async def noop(value: int) -> int:
-    return value
-
-
-@rw.step
-async def blob(index: int) -> bytes:
-    return PAYLOAD
-
-
-@rw.step
-async def stamp(index: int) -> int:
-    _stamps.append(time.perf_counter())
-    return index
-
-
-@rw.workflow(name="bench.empty")
-async def empty_workflow(n: int) -> int:
-    return n
-
-
-@rw.workflow(name="bench.sequential")
-async def sequential(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += await noop(i)
-    return total
-
-
-@rw.workflow(name="bench.gather")
-async def gather(n: int) -> int:
-    return sum(await rw.gather(*[noop(i) for i in range(n)]))
-
-
-@rw.workflow(name="bench.race")
-async def race(n: int) -> int:
-    return await rw.race(*[noop(i) for i in range(n)])
-
-
-@rw.workflow(name="bench.blobs")
-async def blobs(n: int) -> int:
-    size = 0
-    for i in range(n):
-        size += len(await blob(i))
-    return size
-
-
-@rw.workflow(name="bench.stamps")
-async def stamps(n: int) -> int:
-    for i in range(n):
-        await stamp(i)
-    return n
-
-
-# -- scenarios and results --------------------------------------------------------
-
-Kind = Literal["latency", "burst", "long"]
-
-
-@dataclass(frozen=True)
-class Target:
-    text: str
-    check: Callable[[Result], bool | None]  # None: not applicable to this run
-
-
-@dataclass(frozen=True)
-class Scenario:
-    id: str
-    label: str
-    kind: Kind
-    workflow: rw.WorkflowDefinition[Any, Any]
-    arg: int
-    steps: int  # steps per run, for the ms/step note
-    expect: Callable[[Any], bool]
-    target: Target | None = None
-
-
-@dataclass
-class Result:
-    id: str
-    label: str
-    kind: Kind
-    runs: int = 0
-    median_ms: float | None = None
-    p95_ms: float | None = None
-    runs_per_s: float | None = None
-    total_ms: float | None = None
-    ms_per_step: float | None = None
-    ratio: float | None = None
-    commits_per_run: float | None = None
-    target: str | None = None
-    met: bool | None = None
-    notes: str = ""
-    error: str | None = None
-    wall_s: float | None = None  # the whole scenario: open, warm-up, runs, close
-    samples_ms: list[float] = field(default_factory=list)
-
-
-def _equals(expected: Any) -> Callable[[Any], bool]:
-    return lambda value: value == expected
-
-
-def scenarios(burst: int, long_steps: int) -> list[Scenario]:
-    def latency(
-        id: str,
-        label: str,
-        workflow: rw.WorkflowDefinition[Any, Any],
-        n: int,
-        steps: int,
-        expect: Callable[[Any], bool],
-        target: Target | None = None,
-    ) -> Scenario:
-        return Scenario(id, label, "latency", workflow, n, steps, expect, target)
-
-    def median_at_most(ms: float) -> Target:
-        return Target(
-            f"median <= {ms:g} ms",
-            lambda r: None if r.median_ms is None else r.median_ms <= ms,
-        )
-
-    out = [
-        latency("empty", "no steps", empty_workflow, 0, 0, _equals(0)),
-        latency("step1", "1 step", sequential, 1, 1, _equals(0)),
-    ]
-    for n in (10, 25, 50):
-        target = median_at_most(20) if n == 50 else None
-        out.append(
-            latency(
-                f"seq{n}",
-                f"{n} sequential steps",
-                sequential,
-                n,
-                n,
-                _equals(n * (n - 1) // 2),
-                target,
-            )
-        )
-    for n in (10, 25, 50):
-        target = median_at_most(15) if n == 50 else None
-        out.append(
-            latency(
-                f"gather{n}",
-                f"gather of {n} steps",
-                gather,
-                n,
-                n,
-                _equals(n * (n - 1) // 2),
-                target,
-            )
-        )
-    out.append(latency("race10", "race of 10 steps", race, 10, 10, lambda v: v in range(10)))
-    for n in (10, 50):
-        out.append(
-            latency(
-                f"blob{n}",
-                f"{n} sequential 10 KB steps",
-                blobs,
-                n,
-                n,
-                _equals(n * len(PAYLOAD)),
-            )
-        )
-    out.append(
-        Scenario(
-            "burst",
-            f"{burst} one-step runs at once",
-            "burst",
-            sequential,
-            burst,
-            1,
-            _equals(0),
-            Target(
-                ">= 3000 runs/s",
-                lambda r: None if r.runs_per_s is None or burst != 1000 else r.runs_per_s >= 3000,
-            ),
-        )
-    )
-    window = min(100, long_steps // 2)
-    out.append(
-        Scenario(
-            "long",
-            f"{long_steps}-step run",
-            "long",
-            stamps,
-            long_steps,
-            long_steps,
-            _equals(long_steps),
-            Target(
-                f"<= 1.2x steps 1-{window}",
-                lambda r: None if r.ratio is None else r.ratio <= 1.2,
-            ),
-        )
-    )
-    return out
-
+from journals import FLOOR_ROUND_TRIPS, Journals, floor_samples, server_info
+from report import (
+    error_text,
+    format_machine,
+    fs_type,
+    host_facts,
+    load_average,
+    percentile,
+    render_table,
+    select,
+    version_of,
+)
+from suite import STAMPS, Result, Scenario, scenarios
 
 # -- measuring ----------------------------------------------------------------------
 
@@ -265,6 +76,19 @@ def scenarios(burst: int, long_steps: int) -> list[Scenario]:
 def _check(scenario: Scenario, value: Any) -> None:
     if not scenario.expect(value):
         raise AssertionError(f"{scenario.id}: unexpected result {value!r}")
+
+
+def _summary(scenario: Scenario, samples: list[float]) -> Result:
+    """A result of *samples* (ms, one per run): median, p95, runs/s, ms per step."""
+    result = Result(scenario.id, scenario.label, scenario.kind, runs=len(samples))
+    result.samples_ms = samples
+    result.median_ms = statistics.median(samples)
+    result.p95_ms = percentile(samples, 95)
+    result.runs_per_s = len(samples) / (sum(samples) / 1000)
+    result.total_ms = sum(samples)
+    if scenario.steps:
+        result.ms_per_step = result.median_ms / scenario.steps
+    return result
 
 
 async def measure_latency(runtime: rw.Runtime, scenario: Scenario, repeat: int) -> Result:
@@ -277,15 +101,9 @@ async def measure_latency(runtime: rw.Runtime, scenario: Scenario, repeat: int) 
         value = await handle.result()
         samples.append((time.perf_counter() - t0) * 1000)
         _check(scenario, value)
-    result = Result(scenario.id, scenario.label, scenario.kind, runs=repeat)
-    result.samples_ms = samples
-    result.median_ms = statistics.median(samples)
-    result.p95_ms = percentile(samples, 95)
-    result.runs_per_s = repeat / (sum(samples) / 1000)
-    result.total_ms = sum(samples)
+    result = _summary(scenario, samples)
     result.commits_per_run = (runtime.journal.batches - batches) / repeat
-    if scenario.steps:
-        result.ms_per_step = result.median_ms / scenario.steps
+    if result.ms_per_step is not None:
         result.notes = f"{result.ms_per_step:.3f} ms/step"
     return result
 
@@ -342,19 +160,19 @@ async def measure_long(
 ) -> tuple[Result, Result]:
     n = scenario.arg
     window = min(100, n // 2)
-    _stamps.clear()
+    STAMPS.clear()
     _check(scenario, await (await runtime.start(scenario.workflow, n)).result())  # warm-up
     batches = runtime.journal.batches
     early: list[float] = []
     late: list[float] = []
     totals: list[float] = []
     for _ in range(repeat):
-        _stamps.clear()
+        STAMPS.clear()
         t0 = time.perf_counter()
         value = await (await runtime.start(scenario.workflow, n)).result()
         totals.append((time.perf_counter() - t0) * 1000)
         _check(scenario, value)
-        t = list(_stamps)
+        t = list(STAMPS)
         if len(t) != n:
             raise AssertionError(f"long: {len(t)} step timestamps for {n} steps")
         early.append((t[window] - t[0]) / window * 1000)
@@ -381,13 +199,29 @@ async def measure_long(
     return first, last
 
 
-async def run_scenario(scenario: Scenario, options: argparse.Namespace) -> list[Result]:
-    repeat = options.repeat if scenario.kind == "latency" else options.big_repeat
+async def measure_floor(target: str, scenario: Scenario, options: argparse.Namespace) -> Result:
+    n, repeat = scenario.arg, options.repeat
+    samples = await anyio.to_thread.run_sync(floor_samples, target, n, repeat, options.synchronous)
+    result = _summary(scenario, samples)
+    result.commits_per_run = n
+    assert result.ms_per_step is not None
+    shape = "UPDATE + 2 INSERTs"
+    if target.startswith("postgresql://"):
+        shape += f", {FLOOR_ROUND_TRIPS} round trip"
+    result.notes = f"{result.ms_per_step:.3f} ms/transaction ({shape})"
+    return result
+
+
+async def run_scenario(
+    scenario: Scenario, options: argparse.Namespace, journals: Journals
+) -> list[Result]:
+    repeat = options.repeat if scenario.kind in ("latency", "floor") else options.big_repeat
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rwbench-", dir=options.dir) as tmp:
-        path = Path(tmp) / "journal.db"
-        with anyio.fail_after(options.timeout):
-            async with rw.Runtime(path, synchronous=options.synchronous) as runtime:
+    with journals.journal(scenario.id) as target, anyio.fail_after(options.timeout):
+        if scenario.kind == "floor":
+            results = [await measure_floor(target, scenario, options)]
+        else:
+            async with rw.Runtime(target, synchronous=options.synchronous) as runtime:
                 if scenario.kind == "latency":
                     results = [await measure_latency(runtime, scenario, repeat)]
                 elif scenario.kind == "burst":
@@ -402,60 +236,50 @@ async def run_scenario(scenario: Scenario, options: argparse.Namespace) -> list[
     return results
 
 
-async def run_all(selected: list[Scenario], options: argparse.Namespace) -> list[Result]:
+async def run_all(
+    selected: list[Scenario], options: argparse.Namespace, journals: Journals
+) -> list[Result]:
     results: list[Result] = []
+    compared: list[Result] = []
     for scenario in selected:
         print(f"  {scenario.label} ...", file=sys.stderr, flush=True)
         try:
-            results += await run_scenario(scenario, options)
+            done = await run_scenario(scenario, options, journals)
         except Exception as exc:  # report and carry on with the other scenarios
             failed = Result(scenario.id, scenario.label, scenario.kind, error=error_text(exc))
             if scenario.target is not None:
                 failed.target, failed.met = scenario.target.text, False
             results.append(failed)
+            continue
+        results += done
+        if scenario.vs_floor:
+            compared += done
+    floor = next((r for r in results if r.id == "floor" and r.ms_per_step), None)
+    if floor is not None and floor.ms_per_step:
+        for result in compared:
+            if result.ms_per_step is not None:
+                result.x_floor = result.ms_per_step / floor.ms_per_step
     return results
 
 
 # -- reporting ----------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_info(options: argparse.Namespace) -> dict[str, Any]:
-    tmp = options.dir or tempfile.gettempdir()
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    info: dict[str, Any] = {
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "sqlite": sqlite3.sqlite_version,
-        "runwright": rw.__version__,
-        "anyio": _version("anyio"),
-        "synchronous": options.synchronous,
-        "backend": options.backend,
-        "temp_dir": f"{tmp} ({fs_type(tmp)})",
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_avg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+def machine_info(options: argparse.Namespace, journals: Journals) -> dict[str, Any]:
+    info: dict[str, Any] = host_facts()
+    info["backend"] = options.backend
     if options.backend == "trio":
-        info["trio"] = _version("trio")
+        info["trio"] = version_of("trio")
+    info["journal"] = journals.describe()
+    if journals.backend == "sqlite":
+        tmp = options.dir or tempfile.gettempdir()
+        info["sqlite"] = sqlite3.sqlite_version
+        info["synchronous"] = options.synchronous
+        info["temp_dir"] = f"{tmp} ({fs_type(tmp)})"
+    else:
+        info["server"] = server_info(journals)
+        info["psycopg"] = version_of("psycopg")
+    info["load_avg"] = load_average()
     return info
 
 
@@ -481,13 +305,14 @@ HEADER = (
     "median ms",
     "p95 ms",
     "runs/s",
+    "x floor",
     "commits/run",
     "wall s",
     "target",
     "met",
     "notes",
 )
-_RIGHT = {1, 2, 3, 4, 5, 6}
+_RIGHT = {1, 2, 3, 4, 5, 6, 7}
 
 
 def format_table(results: list[Result]) -> str:
@@ -501,6 +326,7 @@ def format_table(results: list[Result]) -> str:
                 _ms(r.median_ms, digits),
                 _ms(r.p95_ms, digits),
                 "-" if r.runs_per_s is None else f"{r.runs_per_s:.0f}",
+                "" if r.x_floor is None else f"{r.x_floor:.2f}x",
                 _count(r.commits_per_run),
                 _ms(r.wall_s, 1),
                 r.target or "",
@@ -512,6 +338,15 @@ def format_table(results: list[Result]) -> str:
 
 
 # -- the command line ---------------------------------------------------------------
+
+
+#: The counts: (default, with --quick, what they count).
+_COUNTS = {
+    "repeat": (30, 3, "measured runs per latency scenario and of the floor"),
+    "big_repeat": (5, 1, "repetitions of the burst and the long run"),
+    "burst": (1000, 100, "one-step runs started at once"),
+    "long_steps": (1000, 300, "steps of the long run"),
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -528,29 +363,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--backend", choices=["asyncio", "trio"], default="asyncio", help="default asyncio"
     )
     parser.add_argument(
-        "--repeat",
-        type=int,
+        "--db",
+        metavar="URL",
         default=None,
-        help="measured runs per latency scenario (default 30; 3 with --quick)",
+        help="a postgresql:// URL: each scenario's journal is a fresh schema of that "
+        "database (named after the URL's schema parameter, else bench_<random>), "
+        "dropped at the end; default: SQLite files in --dir",
     )
     parser.add_argument(
-        "--big-repeat",
-        type=int,
-        default=None,
-        help="repetitions of the burst and the long run (default 5; 1 with --quick)",
+        "--keep", action="store_true", help="keep the journals (files or schemas) at the end"
     )
-    parser.add_argument(
-        "--burst",
-        type=int,
-        default=None,
-        help="one-step runs started at once (default 1000; 100 with --quick)",
-    )
-    parser.add_argument(
-        "--long-steps",
-        type=int,
-        default=None,
-        help="steps of the long run (default 1000; 300 with --quick)",
-    )
+    for name, (full, smoke, what) in _COUNTS.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"{what} (default {full}; {smoke} with --quick)",
+        )
     parser.add_argument(
         "--quick", action="store_true", help="smoke mode: few repeats and smaller big scenarios"
     )
@@ -582,16 +411,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--fail-on-target", action="store_true", help="exit with status 2 if a target is missed"
     )
     options = parser.parse_args(argv)
-    quick = options.quick
-    defaults = {
-        "repeat": (30, 3),
-        "big_repeat": (5, 1),
-        "burst": (1000, 100),
-        "long_steps": (1000, 300),
-    }
-    for name, (full, smoke) in defaults.items():
+    for name, (full, smoke, _) in _COUNTS.items():
         if getattr(options, name) is None:
-            setattr(options, name, smoke if quick else full)
+            setattr(options, name, smoke if options.quick else full)
     for name in ("repeat", "big_repeat", "burst"):
         if getattr(options, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -602,24 +424,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    every = scenarios(options.burst, options.long_steps)
+    try:
+        journals = Journals(options.db, parent=options.dir, keep=options.keep)
+        journals.check_name(max((s.id for s in scenarios(1, 2)), key=len))
+    except ValueError as exc:
+        print(f"bench.py: {exc}", file=sys.stderr)
+        return 64
+    driver = "psycopg" if journals.backend == "postgresql" else "sqlite3"
+    every = scenarios(options.burst, options.long_steps, driver)
     selected = select(every, listing=options.list, only=options.only)
     if isinstance(selected, int):
         return selected
 
-    info = machine_info(options)
+    info = machine_info(options, journals)
     settings = {
         key: getattr(options, key)
         for key in ("repeat", "big_repeat", "burst", "long_steps", "quick")
     }
     to_stdout_json = options.json == "-"
     if not to_stdout_json:
-        print("runwright benchmark")
+        print(f"runwright benchmark, {journals.backend} journal")
         print(format_machine({**info, **settings}))
         print(flush=True)
 
     began = time.perf_counter()
-    results = anyio.run(run_all, selected, options, backend=options.backend)
+    try:
+        results = anyio.run(run_all, selected, options, journals, backend=options.backend)
+    finally:
+        journals.report_kept()
     elapsed = time.perf_counter() - began
 
     report = {

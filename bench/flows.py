@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
+import anyio
+
 import runwright as rw
+
+#: The clock every process stamps with: CLOCK_MONOTONIC is one clock for the whole
+#: machine on Linux; elsewhere the wall clock.
+clock = time.monotonic if sys.platform.startswith("linux") else time.time
 
 
 @rw.step(name="bench.add")
@@ -22,7 +29,7 @@ async def five(start: int) -> int:
 
 @rw.step(name="bench.stamp")
 async def stamp() -> float:
-    return time.time()
+    return clock()
 
 
 @rw.workflow(name="bench.stamped")
@@ -32,10 +39,27 @@ async def stamped() -> float:
 
 @rw.workflow(name="bench.listener")
 async def listener(token: str, count: int) -> list[float]:
-    """Stamp the wall-clock time each payload reached the workflow, for *count* payloads."""
+    """Stamp the time each payload reached the workflow, for *count* payloads."""
     stamps = []
     async for _payload in rw.hook(token=token):
         stamps.append(await stamp())
         if len(stamps) == count:
             break
     return stamps
+
+
+@rw.step(name="bench.ticks")
+async def ticks(count: int, gap: float) -> int:
+    """Write *count* chunks to stream ``ticks``, *gap* seconds apart; each carries its
+    index and the time it was written."""
+    async with rw.writable("ticks") as out:
+        for i in range(count):
+            await out.write(f"{i} {clock()!r}")
+            await anyio.sleep(gap)
+        await out.close()
+    return count
+
+
+@rw.workflow(name="bench.ticker")
+async def ticker(count: int, gap: float) -> int:
+    return await ticks(count, gap)

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import runwright as rw
 
 __all__ = [
     "error_text",
     "format_machine",
     "fs_type",
+    "host_facts",
+    "load_average",
     "percentile",
     "render_table",
     "select",
+    "version_of",
 ]
 
 
@@ -46,6 +53,43 @@ def select(every: list[S], *, listing: bool, only: str | None) -> list[S] | int:
         print(f"unknown scenario id(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 64
     return [s for s in every if s.id in wanted]
+
+
+def version_of(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def host_facts() -> dict[str, Any]:
+    """Python, the platform, the CPUs, runwright's version: the start of every header."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "runwright": rw.__version__,
+        "anyio": version_of("anyio"),
+    }
+
+
+def load_average() -> str | None:
+    if not hasattr(os, "getloadavg"):
+        return None
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def format_machine(info: dict[str, Any]) -> str:

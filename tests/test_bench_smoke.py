@@ -1,22 +1,33 @@
-"""The benchmark scripts run: ``bench/bench.py --quick`` and ``bench/streams.py --quick``
-exit 0 and print their tables.
+"""The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py`` and
+``bench/processes.py`` with ``--quick`` exit 0 and print their tables;
+``bench.py`` and ``processes.py`` also on PostgreSQL (``--db``), where each
+scenario's schema is named after the URL's and is gone afterwards.
 
 No timing is asserted; this only guards the scripts against bit rot.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import PG_URL
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
+STREAMS = BENCH.with_name("streams.py")
+PROCESSES = BENCH.with_name("processes.py")
 
 
-def run_quick(script: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run *script* --quick; return the process and its table's header line."""
+def run_quick(
+    script: Path, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run *script* --quick (plus *args*); return the process and its table's header line."""
     proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--dir", str(tmp_path)],
+        [sys.executable, str(script), "--quick", "--dir", str(tmp_path), *args],
         capture_output=True,
         text=True,
         timeout=90,
@@ -25,18 +36,51 @@ def run_quick(script: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     header = next((line for line in proc.stdout.splitlines() if line.startswith("scenario ")), None)
     assert header is not None, proc.stdout
+    assert "ERROR" not in proc.stdout
     return proc, header
 
 
-def test_bench_quick_runs(tmp_path: Path) -> None:
-    proc, header = run_quick(BENCH, tmp_path)
-    for column in ("median ms", "p95 ms", "runs/s", "target", "met"):
+def pg_target() -> tuple[str, str]:
+    """A URL naming a fresh schema prefix (with a password, which must not be shown)."""
+    prefix = f"t_{secrets.token_hex(6)}"
+    url = PG_URL.replace("postgres@", "postgres:hush@", 1)
+    return f"{url}{'&' if '?' in url else '?'}schema={prefix}", prefix
+
+
+def schemas_named(prefix: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{prefix}%",)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def check_postgres_header(stdout: str, prefix: str) -> None:
+    assert "postgresql journal" in stdout.splitlines()[0]
+    journal = next(line for line in stdout.splitlines() if line.startswith("journal "))
+    assert f"(schema {prefix})" in journal
+    assert "hush" not in stdout
+    assert "server " in stdout
+
+
+def test_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    if journal_backend == "sqlite":
+        proc, header = run_quick(BENCH, tmp_path)
+        assert "floor: 50 sqlite3 transactions" in proc.stdout
+        assert "50 sequential steps" in proc.stdout
+    else:
+        url, prefix = pg_target()
+        only = "floor,seq10,gather10,burst,long"
+        proc, header = run_quick(BENCH, tmp_path, "--db", url, "--only", only, "--long-steps", "50")
+        check_postgres_header(proc.stdout, prefix)
+        assert "floor: 50 psycopg transactions" in proc.stdout
+        assert schemas_named(prefix) == []
+    for column in ("median ms", "p95 ms", "runs/s", "x floor", "target", "met"):
         assert column in header
-    assert "50 sequential steps" in proc.stdout
-    assert "ERROR" not in proc.stdout
-
-
-STREAMS = BENCH.with_name("streams.py")
+    seq10 = next(line for line in proc.stdout.splitlines() if line.startswith("10 sequential"))
+    assert re.search(r" \d+\.\d\dx ", seq10), seq10  # its ms/step as a multiple of the floor's
 
 
 def test_streams_bench_quick_runs(tmp_path: Path) -> None:
@@ -52,4 +96,42 @@ def test_streams_bench_quick_runs(tmp_path: Path) -> None:
         "fan-out/fan-in: 10 streams",
     ):
         assert row in proc.stdout, row
-    assert "ERROR" not in proc.stdout
+
+
+def test_processes_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    if journal_backend == "sqlite":
+        proc, header = run_quick(PROCESSES, tmp_path)
+        counts = (1, 4)
+    else:
+        url, prefix = pg_target()
+        proc, header = run_quick(PROCESSES, tmp_path, "--db", url, "--workers", "1,2")
+        check_postgres_header(proc.stdout, prefix)
+        assert ">= 1.6x 1 worker" in proc.stdout
+        assert "write lock held" in proc.stdout
+        assert schemas_named(prefix) == []
+        counts = (1, 2)
+    for column in ("result", "target", "met"):
+        assert column in header
+    for count in counts:
+        assert f"five-step runs, {count} worker" in proc.stdout
+    for row in (
+        "run ends in a worker -> client result()",
+        "resume_hook in client -> workflow continues in a worker on another host",
+        "stream chunk written in a worker -> reader in client",
+    ):
+        assert row in proc.stdout, row
+    assert "where the time went" in proc.stdout
+    assert "limit: " in proc.stdout
+
+
+@pytest.mark.parametrize("script", [BENCH, PROCESSES], ids=["bench", "processes"])
+def test_db_must_be_a_postgres_url(script: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(script), "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 64
+    assert "postgresql:// URL" in proc.stderr
