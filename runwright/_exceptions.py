@@ -208,11 +208,13 @@ class JournalError(RunwrightError):
 class NotARunwrightDatabase(JournalError):
     """The file exists but is not a runwright journal."""
 
-    def __init__(self, path: str, detail: str) -> None:
-        super().__init__(
-            f"{path} is not a runwright journal ({detail}); point the runtime at a new path "
-            "or at a file runwright created"
-        )
+    def __init__(
+        self,
+        path: str,
+        detail: str,
+        advice: str = "point the runtime at a new path or at a file runwright created",
+    ) -> None:
+        super().__init__(f"{path} is not a runwright journal ({detail}); {advice}")
         self.path = path
 
 

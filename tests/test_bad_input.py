@@ -286,7 +286,7 @@ async def test_another_applications_meta_table(db_path: str):
 
 @pytest.mark.postgres_only("migrate= is PostgreSQL's: an SQLite journal is made with its file")
 async def test_without_migrate_an_empty_schema_is_refused(db_path: str):
-    with pytest.raises(rw.NotARunwrightDatabase, match=r"run `runwright db migrate` first"):
+    with pytest.raises(rw.NotARunwrightDatabase, match=r"create it with `runwright db migrate`"):
         async with rw.Runtime(db_path, migrate=False):
             pass
     assert tables_in(db_path) == []

@@ -530,7 +530,9 @@ class Supervisor:
                 self._waiters.pop(run_id, None)
 
     async def _wait(self, run_id: str, waiter: _Waiter) -> RunEnd:
-        delay = 0.001
+        # A run that ends in another process wakes the waiter through the
+        # journal's watcher (poke); the look here is only a safety net.
+        delay = 0.01
         while True:
             if waiter.end is not None:
                 return waiter.end
@@ -540,14 +542,15 @@ class Supervisor:
             if run_id in self.actors:
                 await waiter.event.wait()  # set when it ends here, or is let go
                 continue
+            woken = waiter.event  # a poke during the read below must not be missed
             row = await self.journal.read(lambda c: run_row(c, run_id))
             if row is None:
                 raise RunNotFound(run_id)
             if row.status in _TERMINAL:
                 return _end_of(row)
             with anyio.move_on_after(delay):
-                await waiter.event.wait()
-            delay = min(delay * 2, 0.1)
+                await woken.wait()
+            delay = min(delay * 2, 1.0)
 
     # -- steps ---------------------------------------------------------------------
 

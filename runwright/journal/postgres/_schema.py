@@ -155,7 +155,9 @@ def schema_version(conn: Any, schema: str) -> int | None:
             version = int(found[0])
     if version is None:
         raise NotARunwrightDatabase(
-            f"schema {schema}", "it holds tables that runwright did not create"
+            f"schema {schema}",
+            "it holds tables that runwright did not create",
+            "name another schema (schema= or ?schema= in the URL)",
         )
     return version
 
@@ -170,7 +172,9 @@ def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int
         if version is None:
             if not migrate:
                 raise NotARunwrightDatabase(
-                    display, "no journal in this schema; run `runwright db migrate` first"
+                    display,
+                    "no journal in this schema",
+                    "create it with `runwright db migrate`, or open it with migrate=True",
                 )
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             conn.execute(f'SET LOCAL search_path TO "{schema}"')
