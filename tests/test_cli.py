@@ -23,8 +23,8 @@ from conftest import PG_URL, query_journal
 
 import runwright as rw
 from runwright._cli import main
-from runwright._cli._common import Target, driver_errors, read_only
-from runwright.journal import describe
+from runwright._cli._common import Target, read_only
+from runwright.journal import describe, driver_errors
 from runwright.journal.postgres import PgTarget
 from runwright.testing import FakeClock
 

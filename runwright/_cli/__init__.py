@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -37,9 +36,10 @@ from .. import __version__
 from .._exceptions import RunwrightError
 from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
+from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
 from . import _db, _runs, _streams, _worker
-from ._common import CommandError, driver_errors, raw_target
+from ._common import CommandError, raw_target
 
 __all__ = ["main"]
 
@@ -61,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, str(exc))
     except driver_errors() as exc:
         target = raw_target(args)
-        text = str(exc) if isinstance(exc, sqlite3.Error) else _first_line(exc)
-        return _fail(args, f"{target.display}: {text}")
+        return _fail(args, f"{target.display}: {driver_error_text(exc)}")
     except BrokenPipeError:
         # The reader went away (`runwright runs list | head`); don't trace back.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -73,11 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, message: str) -> int:
     print(f"runwright: error: {raw_target(args).hide_password(message)}", file=sys.stderr)
     return 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parser() -> argparse.ArgumentParser:

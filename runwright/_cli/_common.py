@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sqlite3
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +27,6 @@ __all__ = [
     "Target",
     "check_journal",
     "client",
-    "driver_errors",
     "raw_target",
     "read_only",
     "target_of",
@@ -132,12 +129,3 @@ def check_journal(target: Target) -> None:
 def client(target: Target, **options: Any) -> Runtime:
     """A runtime that runs no steps, on a journal that must already exist."""
     return Runtime(target.db, schema=target.schema, execute=False, migrate=False, **options)
-
-
-def driver_errors() -> tuple[type[Exception], ...]:
-    """The database drivers' own errors (psycopg's only if it was loaded)."""
-    errors: list[type[Exception]] = [sqlite3.Error]
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        errors.append(psycopg.Error)
-    return tuple(errors)

@@ -12,6 +12,13 @@ group-commit writer (``_journal``). Per backend: connection, schema, watcher.
 from __future__ import annotations
 
 from ._journal import Journal
-from ._open import describe, is_postgres_url, open_journal
+from ._open import describe, driver_error_text, driver_errors, is_postgres_url, open_journal
 
-__all__ = ["Journal", "describe", "is_postgres_url", "open_journal"]
+__all__ = [
+    "Journal",
+    "describe",
+    "driver_error_text",
+    "driver_errors",
+    "is_postgres_url",
+    "open_journal",
+]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import sys
 from typing import TYPE_CHECKING
 
 from ._journal import Journal
@@ -10,7 +12,13 @@ from ._journal import Journal
 if TYPE_CHECKING:
     from .sqlite import Synchronous
 
-__all__ = ["describe", "is_postgres_url", "open_journal"]
+__all__ = [
+    "describe",
+    "driver_error_text",
+    "driver_errors",
+    "is_postgres_url",
+    "open_journal",
+]
 
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -58,3 +66,20 @@ async def open_journal(
     from .sqlite import SqliteJournal
 
     return await SqliteJournal.open(target, synchronous=synchronous, busy_timeout=busy_timeout)
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """The database drivers' own errors (psycopg's only if it was loaded)."""
+    errors: list[type[Exception]] = [sqlite3.Error]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+def driver_error_text(exc: BaseException) -> str:
+    """What to show of a driver's error: SQLite's whole message, PostgreSQL's first line."""
+    if isinstance(exc, sqlite3.Error):
+        return str(exc)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
