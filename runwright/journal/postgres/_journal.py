@@ -102,22 +102,53 @@ class _Result:
         return iter(self._cursor)
 
 
+_INSERT_EVENTS = (
+    "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) "
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], "
+    "%s::integer[], %s::text[], %s::bytea[], %s::double precision[])"
+)
+
+
 class _Conn:
-    """A psycopg connection that speaks the contract's SQL (``?`` placeholders)."""
+    """A psycopg connection that speaks the contract's SQL (``?`` placeholders).
+
+    In a write transaction it holds the events appended since its last
+    statement and inserts them in one statement (numbered rows need no
+    answer) before anything that could read them: a statement naming the
+    events table, a savepoint's end, the commit. Events of a request whose
+    savepoint is rolled back are dropped with it.
+    """
 
     def __init__(
         self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
     ) -> None:
         self.raw = conn
         self._pipeline = pipeline
+        self._events: list[tuple[Any, ...]] = []
+
+    def add_event(self, row: tuple[Any, ...]) -> None:
+        self._events.append(row)
+
+    def flush(self) -> None:
+        if self._events:
+            columns = [list(column) for column in zip(*self._events, strict=True)]
+            self._events = []
+            self.raw.execute(_INSERT_EVENTS, columns, binary=True)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        if self._events:
+            if sql.startswith("ROLLBACK"):
+                self._events = []
+            elif "events" in sql or sql.startswith(("RELEASE", "SAVEPOINT")):
+                self.flush()
         cursor = self.raw.execute(_pg(sql), parameters or None, binary=True)
         if self._pipeline is None:
             return cursor
         return _Result(cursor, self._pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
+        if "events" in sql:
+            self.flush()
         with self.raw.cursor() as cur:
             cur.executemany(_pg(sql), parameters)
 
@@ -143,15 +174,12 @@ class _Seqs:
 class _PgTx(Tx):
     def __init__(self, conn: _Conn, seqs: _Seqs) -> None:
         super().__init__(conn)
+        self._adapter = conn
         self._seqs = seqs
 
     def _insert_event(self, values: tuple[Any, ...]) -> int:
         seq = self._seqs.next()
-        self._conn.execute(
-            "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, *values),
-        )
+        self._adapter.add_event((seq, *values))
         return seq
 
 
@@ -267,6 +295,7 @@ class PostgresJournal(Journal):
                 savepoints=len(batch) > 1,
                 abort_on=(psycopg.Error,),
             )
+            adapter.flush()
             if hi:
                 conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._token))
             conn.execute("COMMIT")
