@@ -483,7 +483,7 @@ class RunActor:
         run_id, owner, at = self.run_id, self.sup.owner, self.sup.clock.now()
 
         def journal_new(tx: Tx) -> list[Event] | str:
-            _, owned, taken = tx.run_state(run_id, owner, _positions(new))
+            _, owned, taken = tx.run_state(run_id, owner, _positions(new)).get()
             if not owned:
                 return "not owner"
             if taken:
@@ -816,12 +816,14 @@ class RunActor:
             # Outcomes this actor has not seen (written by another process)
             # come before ours in journal order, so the commands derived
             # without them would not replay: follow the journal instead.
-            latest, owned, taken = tx.run_state(run_id, owner, _positions(commands))
-            foreign = latest > known
+            # The check sees the journal before the outcomes below are written;
+            # its answer may travel with theirs.
+            state = tx.run_state(run_id, owner, _positions(commands))
             # A step's outcome is recorded whoever drives the run (its claim
-            # decides); what follows from it only by the run's owner. (Ending
-            # steps and waits changes neither ownership nor what the check saw.)
+            # decides); what follows from it only by the run's owner.
             won = [op(tx) for op in ends]
+            latest, owned, taken = state.get()
+            foreign = latest > known
             if not owned:
                 return tx.events, _LostOwnership
             if foreign or taken or not all(won):
@@ -905,7 +907,7 @@ class RunActor:
                         )
                     )
                     if not won:
-                        return
+                        break
                 claimed = False
                 ok, payload, error_or_none = await self._attempt(command, attempt)
                 if ok:
@@ -939,13 +941,20 @@ class RunActor:
                     )
                 )
                 if not won:
-                    return
+                    break
                 await sup.clock.sleep_until(when)
                 attempt += 1
         if outcome is not None:
             # Outside the step's scope: cancelling the step must not cancel the
             # activation that journals its result.
             await self.deliver(outcome)
+        elif self.in_flight.get(cid) is scope:
+            # A claim was lost: another process recorded the step's outcome, or
+            # claimed it for the run's new owner. The step is no longer in
+            # flight here (a run whose body has returned ends only when none
+            # is); what the journal holds now is followed.
+            del self.in_flight[cid]
+            await self.deliver(JournalChanged())
 
     async def _attempt(
         self, command: StepCommand, attempt: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["RESOLUTION_KINDS", "STREAM_KINDS", "Event", "Kind"]
+__all__ = ["AWAITED_KINDS", "RESOLUTION_KINDS", "STREAM_KINDS", "Event", "Kind"]
 
 
 class Kind:
@@ -49,6 +49,24 @@ RESOLUTION_KINDS = frozenset(
 
 #: Events about a run's streams: they never move its workflow on.
 STREAM_KINDS = frozenset({Kind.STREAM_APPENDED, Kind.STREAM_CLOSED})
+
+#: Events another process may be waiting for: a run to claim, a payload or a
+#: cancel for the run it drives, a child's or a run's end, a stream's chunks.
+#: (What a run's own driver writes about its steps and timers is not among
+#: them: nobody else waits for it.)
+AWAITED_KINDS = frozenset(
+    {
+        Kind.RUN_CREATED,
+        Kind.RUN_COMPLETED,
+        Kind.RUN_FAILED,
+        Kind.RUN_CANCELLED,
+        Kind.HOOK_RECEIVED,
+        Kind.CANCEL_REQUESTED,
+        Kind.CHILD_COMPLETED,
+        Kind.STREAM_APPENDED,
+        Kind.STREAM_CLOSED,
+    }
+)
 
 
 @attrs.frozen

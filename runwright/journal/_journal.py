@@ -81,6 +81,8 @@ class Journal:
         self._watchers: list[Callable[[ForeignEvents], object]] = []
         self._own_lock = threading.Lock()
         self._own_ranges: list[tuple[int, int]] = []
+        #: A seq the watcher must read again from (set when a write known as ours failed).
+        self._rewind: int | None = None
         self._foreign: deque[ForeignEvents] = deque()
         self._foreign_ready: anyio.Event | None = None
         self.batches = 0

@@ -27,7 +27,7 @@ from ._events import RESOLUTION_KINDS, Event, Kind
 from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
-__all__ = ["Connection", "Cursor", "Tx"]
+__all__ = ["Connection", "Cursor", "RunState", "Tx"]
 
 
 class Cursor(Protocol):
@@ -58,8 +58,26 @@ _WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
 _WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
 
 
+class RunState:
+    """The answer to :meth:`Tx.run_state`: ``(newest outcome seq, owned, taken)``."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self._cursor: Cursor | None = cursor
+        self._value = (0, False, False)
+
+    def get(self) -> tuple[int, bool, bool]:
+        if self._cursor is not None:
+            row = self._cursor.fetchone()
+            self._cursor = None
+            self._value = (int(row[0]), bool(row[1]), bool(row[2]))
+        return self._value
+
+
 class Tx:
     """One caller's share of a write transaction. Only the writer thread uses it."""
+
+    #: Whether a statement's answer may be collected after later statements were sent.
+    deferred_answers = False
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -170,11 +188,15 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def run_state(self, run_id: str, owner: str, cids: Sequence[int]) -> tuple[int, bool, bool]:
+    def run_state(self, run_id: str, owner: str, cids: Sequence[int]) -> RunState:
         """What a driver checks before writing what follows from outcomes, in one query:
         the seq of the run's newest step or wait outcome (0 if none), whether *owner*
         drives the run (a live run whose lease it holds), and whether a step, wait or
-        hook already exists at any of *cids* (someone else wrote it)."""
+        hook already exists at any of *cids* (someone else wrote it).
+
+        The check sees the journal as it is now, whatever this transaction writes
+        before its answer is asked for (a backend may collect the answer later,
+        with the next one it needs)."""
         taken = "0"
         params: list[Any] = [run_id, run_id, owner]
         if cids:
@@ -192,8 +214,11 @@ class Tx:
             "EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND status = 'running'), "
             f"{taken}",
             params,
-        ).fetchone()
-        return int(row[0]), bool(row[1]), bool(row[2])
+        )
+        state = RunState(row)
+        if not self.deferred_answers:
+            state.get()
+        return state
 
     def renew_leases(self, owner: str, lease_seconds: float) -> set[str]:
         """Extend every lease *owner* holds by *lease_seconds* from now (the journal's clock);

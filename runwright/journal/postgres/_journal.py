@@ -23,10 +23,17 @@ not at the statement that caused it, a batch with a failing statement is
 rolled back whole and its requests are run again one per transaction, so
 that the error reaches only its own caller.
 
-The watcher connection LISTENs on that channel. A notification from another
-journal makes it read the new events' ``(seq, run_id, kind)`` (the same look
-as SQLite's watcher); a safety poll does the same every ``_SAFETY_POLL``
-seconds, since notifications are lost while a connection is down.
+A transaction that appended an event another process may be waiting for
+(``AWAITED_KINDS``: a new run, a hook payload, a cancel, a child's or a
+run's end, stream chunks) sends ``pg_notify`` on the schema's channel, with
+a token naming this journal, alongside its COMMIT; what a run's driver writes
+about its own steps and timers wakes nobody. The watcher connection LISTENs
+on that channel. A notification from another journal makes it read the
+events after the last it saw, in one query that does not wait for this
+process's writer: the writer records its seqs as its own before it commits
+(and takes them back, making the watcher read again, if the commit fails).
+A safety poll reads every ``_SAFETY_POLL`` seconds, since notifications are
+lost while a connection is down.
 
 Time that decides ownership is the server's ``clock_timestamp()``, through
 the ``rw_now()`` function the schema defines, never a host's clock.
@@ -37,13 +44,18 @@ next batch, retrying for up to ``reconnect_timeout`` seconds before failing
 the requests that wait. Readers reconnect and retry once; the watcher
 reconnects and looks at once. A session idle inside a transaction for
 ``_IDLE_IN_TX`` seconds (a host paused mid-write) is ended by the server, so
-it cannot hold the advisory lock for the whole fleet.
+it cannot hold the advisory lock for the whole fleet. The server does not
+count a session in the middle of a pipeline as idle, though: it is active,
+waiting for the rest. So a process whose own write has waited that long
+looks, from its watcher, for the session holding the lock, and ends it if it
+has been waiting for its client (not working) that long.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import secrets
 import threading
 import time
@@ -55,7 +67,8 @@ import psycopg
 import psycopg.conninfo
 
 from ..._exceptions import JournalError, JournalUnavailable
-from .._journal import Journal, _Request
+from .._events import AWAITED_KINDS
+from .._journal import ForeignEvents, Journal, _Request
 from .._tx import Tx
 from ._schema import ensure_schema, lock_key
 from ._url import PgTarget, hide_password
@@ -102,63 +115,186 @@ class _Result:
         return iter(self._cursor)
 
 
-_INSERT_EVENTS = (
-    "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) "
-    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], "
-    "%s::integer[], %s::text[], %s::bytea[], %s::double precision[])"
-)
-
-
 class _Conn:
-    """A psycopg connection that speaks the contract's SQL (``?`` placeholders).
-
-    In a write transaction it holds the events appended since its last
-    statement and inserts them in one statement (numbered rows need no
-    answer) before anything that could read them: a statement naming the
-    events table, a savepoint's end, the commit. Events of a request whose
-    savepoint is rolled back are dropped with it.
-    """
+    """A psycopg connection that speaks the contract's SQL (``?`` placeholders), for
+    reads (in a pipeline, when one is given)."""
 
     def __init__(
         self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
     ) -> None:
         self.raw = conn
         self._pipeline = pipeline
-        self._events: list[tuple[Any, ...]] = []
-
-    def add_event(self, row: tuple[Any, ...]) -> None:
-        self._events.append(row)
-
-    def flush(self) -> None:
-        if self._events:
-            columns = [list(column) for column in zip(*self._events, strict=True)]
-            self._events = []
-            self.raw.execute(_INSERT_EVENTS, columns, binary=True)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        if self._events:
-            if sql.startswith("ROLLBACK"):
-                self._events = []
-            elif "events" in sql or sql.startswith(("RELEASE", "SAVEPOINT")):
-                self.flush()
         cursor = self.raw.execute(_pg(sql), parameters or None, binary=True)
         if self._pipeline is None:
             return cursor
         return _Result(cursor, self._pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
-        if "events" in sql:
-            self.flush()
         with self.raw.cursor() as cur:
             cur.executemany(_pg(sql), parameters)
+
+
+_INSERT_EVENTS = "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) VALUES "
+
+
+@functools.lru_cache(maxsize=1024)
+def _pieces(sql: str) -> tuple[str, ...]:
+    """*sql* split at its ``?`` placeholders."""
+    return tuple(sql.split("?"))
+
+
+def _bind(sql: str, parameters: Sequence[Any]) -> str:
+    """*sql* with its ``?`` placeholders replaced by SQL literals of *parameters*."""
+    pieces = _pieces(sql)
+    if len(pieces) != len(parameters) + 1:
+        raise ValueError(f"{len(pieces) - 1} placeholders, {len(parameters)} values: {sql!r}")
+    out = [pieces[0]]
+    for value, piece in zip(parameters, pieces[1:], strict=True):
+        out.append(_literal(value))
+        out.append(piece)
+    return "".join(out)
+
+
+def _literal(value: Any) -> str:
+    """A SQL literal for *value*, whatever the server's string settings.
+
+    Text is an escape string (backslashes and quotes doubled), bytes are decoded
+    from hex on the server: no value can end its literal early.
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            text = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+            return f"'{text}'::float8"
+        number = repr(value)
+        return f"({number})" if value < 0 else number  # "- -1" must not become "--1"
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("PostgreSQL text cannot hold NUL characters")
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"decode('{bytes(value).hex()}', 'hex')"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+class _Answer:
+    """What one statement of a write transaction answered, once it was sent."""
+
+    __slots__ = ("_batch", "_rowcount", "_rows", "_sent")
+
+    def __init__(self, batch: _WriteConn) -> None:
+        self._batch = batch
+        self._sent = False
+        self._rowcount = -1
+        self._rows: list[Any] = []
+
+    def _set(self, rowcount: int, rows: list[Any]) -> None:
+        self._sent, self._rowcount, self._rows = True, rowcount, rows
+
+    def _wait(self) -> None:
+        if not self._sent:
+            self._batch.send()
+
+    @property
+    def rowcount(self) -> int:
+        self._wait()
+        return self._rowcount
+
+    def fetchone(self) -> Any:
+        self._wait()
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        self._wait()
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._wait()
+        return iter(self._rows)
+
+
+class _WriteConn:
+    """The writer's connection: statements go out in batches, one round trip each.
+
+    A statement is bound on the client (:func:`_literal`) and held until an
+    answer is needed (a claim's row count, a check); then everything held goes
+    to the server as one message of ``;``-separated statements, and each
+    statement's answer is kept for whoever asks. Nothing waits for ``BEGIN``,
+    the lock, inserts or savepoints, and binding a statement here costs a small
+    fraction of a driver-bound one. Stream chunks, which can be
+    large, go through the driver's own (binary) statements, after what is held.
+
+    Events appended since the last statement are held too, and go in as one
+    statement (numbered rows need no answer) before anything that could read
+    them: a statement naming the events table, a savepoint's end, the commit.
+    Events of a request whose savepoint is rolled back are dropped with it.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+        self._cursor = conn.cursor()
+        self._held: list[tuple[str, _Answer]] = []
+        self._events: list[tuple[Any, ...]] = []
+        #: Whether an event another process may be waiting for was appended.
+        self.awaited = False
+
+    def add_event(self, row: tuple[Any, ...]) -> None:
+        self._events.append(row)
+        if row[2] in AWAITED_KINDS:
+            self.awaited = True
+
+    def flush_events(self) -> None:
+        if self._events:
+            rows = ",".join("(" + ",".join(map(_literal, row)) + ")" for row in self._events)
+            self._events = []
+            self._hold(_INSERT_EVENTS + rows, None)
+
+    def _hold(self, sql: str, parameters: Sequence[Any] | None) -> _Answer:
+        text = _bind(sql, parameters) if parameters else sql
+        answer = _Answer(self)
+        self._held.append((text, answer))
+        return answer
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Answer:
+        if self._events:
+            if sql.startswith("ROLLBACK"):
+                self._events = []
+            elif "events" in sql or sql.startswith(("RELEASE", "SAVEPOINT", "COMMIT")):
+                self.flush_events()
+        return self._hold(sql, parameters or None)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
+        if "events" in sql:
+            self.flush_events()
+        self.send()
+        with self.raw.cursor() as cur:
+            cur.executemany(_pg(sql), parameters)
+
+    def send(self) -> None:
+        """Send what is held, in one message, and keep each statement's answer."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        cursor = self._cursor
+        cursor.execute(";".join(text for text, _ in held))
+        for index, (_, answer) in enumerate(held):
+            if index:
+                cursor.nextset()
+            rows = cursor.fetchall() if cursor.description is not None else []
+            answer._set(cursor.rowcount, rows)
 
 
 class _Seqs:
     """Event numbers for one write transaction: after the newest committed one (read
     under the write lock, its answer collected only when the first event needs it)."""
 
-    def __init__(self, newest: psycopg.Cursor[Any]) -> None:
-        self._newest: psycopg.Cursor[Any] | None = newest
+    def __init__(self, newest: _Answer) -> None:
+        self._newest: _Answer | None = newest
         self._last = 0
 
     def next(self) -> int:
@@ -172,14 +308,16 @@ class _Seqs:
 
 
 class _PgTx(Tx):
-    def __init__(self, conn: _Conn, seqs: _Seqs) -> None:
+    deferred_answers = True
+
+    def __init__(self, conn: _WriteConn, seqs: _Seqs) -> None:
         super().__init__(conn)
-        self._adapter = conn
+        self._writer = conn
         self._seqs = seqs
 
     def _insert_event(self, values: tuple[Any, ...]) -> int:
         seq = self._seqs.next()
-        self._adapter.add_event((seq, *values))
+        self._writer.add_event((seq, *values))
         return seq
 
 
@@ -206,6 +344,8 @@ class PostgresJournal(Journal):
         self._writer: psycopg.Connection[Any] | None = writer
         self._reader: psycopg.Connection[Any] | None = None
         self._reader_lock = threading.Lock()
+        #: When the writer's open transaction began (time.monotonic()); None between them.
+        self._writing_since: float | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self.path}>"
@@ -257,6 +397,7 @@ class PostgresJournal(Journal):
             for request in batch:
                 request.error = exc
             return
+        self._writing_since = time.monotonic()
         try:
             self._transact(conn, batch)
         except Exception as exc:
@@ -281,28 +422,34 @@ class PostgresJournal(Journal):
             error = _translate(exc, self.path) if isinstance(exc, psycopg.Error) else exc
             for request in batch:
                 request.result, request.error = None, error
+        finally:
+            self._writing_since = None
 
     def _transact(self, conn: psycopg.Connection[Any], batch: Sequence[_Request]) -> None:
-        with conn.pipeline() as pipeline:
-            adapter = _Conn(conn, pipeline)
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            seqs = _Seqs(conn.execute("SELECT coalesce(max(seq), 0) FROM events"))
-            lo, hi = self._run_requests(
-                adapter,
-                batch,
-                lambda: _PgTx(adapter, seqs),
-                savepoints=len(batch) > 1,
-                abort_on=(psycopg.Error,),
-            )
-            adapter.flush()
-            if hi:
-                conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._token))
-            conn.execute("COMMIT")
-            # The watcher must not see these events before they are known as ours.
-            with self._own_lock:
-                pipeline.sync()
-                self._mark_own(lo, hi)
+        writer = _WriteConn(conn)
+        writer.execute("BEGIN")
+        writer.execute(f"SELECT pg_advisory_xact_lock({self._lock_key})")
+        seqs = _Seqs(writer.execute("SELECT coalesce(max(seq), 0) FROM events"))
+        lo, hi = self._run_requests(
+            writer,
+            batch,
+            lambda: _PgTx(writer, seqs),
+            savepoints=len(batch) > 1,
+            abort_on=(psycopg.Error,),
+        )
+        writer.flush_events()
+        if writer.awaited:
+            writer.execute("SELECT pg_notify(?, ?)", (self._channel, self._token))
+        writer.execute("COMMIT")
+        # Known as ours before anyone can see them: the watcher reads without
+        # waiting for this writer.
+        with self._own_lock:
+            self._mark_own(lo, hi)
+        try:
+            writer.send()
+        except BaseException:
+            self._disown(lo, hi)
+            raise
         for request in batch:
             if isinstance(request.error, psycopg.Error):
                 request.error = _translate(request.error, self.path)
@@ -346,6 +493,9 @@ class PostgresJournal(Journal):
                     next_look = time.monotonic() + _SAFETY_POLL
                     self._report(call_soon, foreign)
                     delay = 0.05
+                    since = self._writing_since
+                    if since is not None and time.monotonic() - since > _IDLE_IN_TX:
+                        self._end_stalled_writer(conn)
                 except (psycopg.Error, JournalError) as exc:
                     log.warning("%s: the watcher lost its connection: %s", self.path, exc)
                     if conn is not None:
@@ -356,6 +506,59 @@ class PostgresJournal(Journal):
         finally:
             if conn is not None:
                 conn.close()
+
+    def _end_stalled_writer(self, conn: psycopg.Connection[Any]) -> None:
+        """End the session holding the write lock if it has waited for its client for
+        ``_IDLE_IN_TX`` seconds: its process is paused or hung inside a write."""
+        key = self._lock_key & 0xFFFF_FFFF_FFFF_FFFF
+        try:
+            ended = conn.execute(
+                _END_STALLED_WRITER, (key >> 32, key & 0xFFFF_FFFF, _IDLE_IN_TX)
+            ).fetchall()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            log.warning("%s: cannot end a stalled writer's session: %s", self.path, exc)
+            return
+        for pid, name, idle, _ in ended:
+            log.warning(
+                "%s: ended the session of another writer (server pid %s, %r) that held the "
+                "write lock while waiting for its client for %.0fs",
+                self.path,
+                pid,
+                name,
+                idle,
+            )
+
+    def _disown(self, lo: int, hi: int) -> None:
+        """A write known as ours did not commit: its seqs may go to another writer's
+        events, which the watcher must then read (again)."""
+        if not hi:
+            return
+        with self._own_lock:
+            if (lo, hi) in self._own_ranges:
+                self._own_ranges.remove((lo, hi))
+            self._rewind = lo - 1 if self._rewind is None else min(self._rewind, lo - 1)
+
+    def _look(self, conn: Any, last: int) -> tuple[int, ForeignEvents, bool]:
+        """Read the events after *last* in one query, without holding up the writer:
+        this process's are known as its own before they commit."""
+        with self._own_lock:
+            if self._rewind is not None:
+                last, self._rewind = min(last, self._rewind), None
+        rows = conn.execute(
+            "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (last,)
+        ).fetchall()
+        if not rows:
+            return last, [], False
+        newest = int(rows[-1][0])
+        with self._own_lock:
+            own = self._own_ranges
+            foreign = [
+                (int(seq), str(run_id), str(kind))
+                for seq, run_id, kind in rows
+                if not any(lo <= seq <= hi for lo, hi in own)
+            ]
+            self._own_ranges = [(lo, hi) for lo, hi in own if hi > newest]
+        return newest, foreign, bool(foreign)
 
     def _listen(self) -> psycopg.Connection[Any]:
         conn = self._connection(None)
@@ -449,6 +652,21 @@ def _first_line(exc: BaseException) -> str:
 
 def _translate(exc: psycopg.Error, display: str) -> JournalError:
     return JournalError(f"{display}: {_first_line(exc)}")
+
+
+#: Ends the session that holds the write lock (classid, objid) if the server has
+#: waited for its client for more than the given seconds, inside its transaction
+#: (``ClientRead``, whether idle or in the middle of a pipeline).
+_END_STALLED_WRITER = """
+SELECT a.pid, a.application_name, extract(epoch FROM now() - a.state_change),
+       pg_terminate_backend(a.pid)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = %s AND l.objid::bigint = %s
+  AND a.xact_start IS NOT NULL AND a.wait_event = 'ClientRead'
+  AND a.state_change < now() - make_interval(secs => %s)
+"""
 
 
 def _newest(conn: psycopg.Connection[Any]) -> int:
