@@ -12,16 +12,16 @@ under SQLite's write lock. Holding the lock, the writer reads the newest
 ``seq`` once and numbers the batch's events itself, so inserting an event
 needs no answer from the server.
 
-A transaction runs in psycopg's pipeline mode: statements whose results
-nobody needs yet (``BEGIN``, the lock, inserts) are sent without waiting,
-and travel with the next statement whose answer is needed (a claim's row
-count, a check). A sequential step's write is three round trips: the lock
-and the driver's check, the step's conditional UPDATE, then the inserts
-with ``NOTIFY`` (on the schema's channel, naming this journal) and
-``COMMIT``. Because an error in a pipeline surfaces at the next answer,
-not at the statement that caused it, a batch with a failing statement is
-rolled back whole and its requests are run again one per transaction, so
-that the error reaches only its own caller.
+Statements whose answers nobody needs yet (``BEGIN``, the lock, inserts,
+savepoints) are held and travel, as one message, with the next statement
+whose answer is needed (a claim's row count); the driver's check is asked
+for lazily, so it travels with the claim. A sequential step's write is two
+round trips: the lock, the check and the step's conditional UPDATE, then
+the inserts with ``NOTIFY`` and ``COMMIT`` (see :class:`_WriteConn`).
+Because an error in such a message surfaces at the next answer, not at the
+statement that caused it, a batch with a failing statement is rolled back
+whole and its requests are run again one per transaction, so that the
+error reaches only its own caller.
 
 A transaction that appended an event another process may be waiting for
 (``AWAITED_KINDS``: a new run, a hook payload, a cancel, a child's or a
