@@ -187,8 +187,16 @@ class Supervisor:
                 self.request_scan()
 
     async def release(self) -> None:
+        """Free every lease this process holds, so that another can continue at once.
+
+        At shutdown a journal that cannot take the write is let be (the leases
+        run out on their own): the runtime must close all the same.
+        """
         owner = self.owner
-        await self.journal.write(lambda tx: tx.release_runs(owner))
+        try:
+            await self.journal.write(lambda tx: tx.release_runs(owner))
+        except JournalError as exc:
+            log.warning("runwright: could not release leases (they will expire): %s", exc)
 
     def adopt(self, run_id: str) -> None:
         """Drive a run this process just created and owns (a child run)."""
@@ -350,6 +358,11 @@ class Supervisor:
                 if tx.claim_run(run_id, me, lease, steal_from=dead)
             ]
         )
+        if self._backlog and len(claimed) < len(candidates):
+            # Other processes won some of these claims and more runs wait: look
+            # again now. (A process that drives nothing has no run ending to
+            # make it look, and would otherwise idle until its next renewal.)
+            self.request_scan()
         for run_id in claimed:
             await self._resume(run_id)
 
@@ -426,11 +439,20 @@ class Supervisor:
     async def _scan(self) -> None:
         """Claim new runs until no request for a scan is left (requests coalesce)."""
         self._scanning = True
+        delay = 0.05
         try:
-            while self._scan_requested:
+            while self._scan_requested and not self.stopping:
                 self._scan_requested = False
-                with _survive("claiming new runs"):
+                try:
                     await self.recover()
+                    delay = 0.05
+                except JournalError as exc:
+                    # The runs to claim are still there: look again soon, not at
+                    # the next lease renewal.
+                    log.warning("runwright: claiming new runs failed, will retry: %s", exc)
+                    self._scan_requested = True
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         finally:
             self._scanning = False
 

@@ -239,6 +239,8 @@ class _WriteConn:
         self.raw = conn
         self._cursor = conn.cursor()
         self._held: list[tuple[str, _Answer]] = []
+        #: Whether anything of the transaction has reached the server.
+        self._delivered = False
         self._events: list[tuple[Any, ...]] = []
         #: Whether an event another process may be waiting for was appended.
         self.awaited = False
@@ -274,6 +276,7 @@ class _WriteConn:
         self.send()
         with self.raw.cursor() as cur:
             cur.executemany(_pg(sql), parameters)
+        self._delivered = True
 
     def send(self) -> None:
         """Send what is held, in one message, and keep each statement's answer."""
@@ -281,12 +284,23 @@ class _WriteConn:
             return
         held, self._held = self._held, []
         cursor = self._cursor
-        cursor.execute(";".join(text for text, _ in held))
+        try:
+            cursor.execute(";".join(text for text, _ in held))
+        except psycopg.OperationalError as exc:
+            if not self._delivered and self.raw.broken and held[-1][0] != "COMMIT":
+                raise _Unsent(_first_line(exc)) from None
+            raise
+        self._delivered = True
         for index, (_, answer) in enumerate(held):
             if index:
                 cursor.nextset()
             rows = cursor.fetchall() if cursor.description is not None else []
             answer._set(cursor.rowcount, rows)
+
+
+class _Unsent(Exception):
+    """The connection was lost before any statement of the transaction was delivered
+    (and the message that failed held no COMMIT): nothing of it can have committed."""
 
 
 class _Seqs:
@@ -390,7 +404,7 @@ class PostgresJournal(Journal):
 
     # -- writing ------------------------------------------------------------------
 
-    def _commit(self, batch: Sequence[_Request]) -> None:
+    def _commit(self, batch: Sequence[_Request], *, again: bool = False) -> None:
         try:
             self._writer = conn = self._connection(self._writer)
         except JournalError as exc:
@@ -400,6 +414,19 @@ class PostgresJournal(Journal):
         self._writing_since = time.monotonic()
         try:
             self._transact(conn, batch)
+        except _Unsent as unsent:
+            # The connection was found dead before any of this transaction
+            # reached the server: nothing of it committed, so it is run again,
+            # once, on a new connection.
+            self._writer = None
+            if again:
+                lost = JournalUnavailable(self.path, f"the connection was lost: {unsent}")
+                for request in batch:
+                    request.result, request.error = None, lost
+                return
+            for request in batch:
+                request.result, request.error = None, None
+            self._commit(batch, again=True)
         except Exception as exc:
             if _is_disconnect(exc, conn):
                 self._writer = None
@@ -497,7 +524,9 @@ class PostgresJournal(Journal):
                     if since is not None and time.monotonic() - since > _IDLE_IN_TX:
                         self._end_stalled_writer(conn)
                 except (psycopg.Error, JournalError) as exc:
-                    log.warning("%s: the watcher lost its connection: %s", self.path, exc)
+                    log.warning(
+                        "%s: the watcher lost its connection: %s", self.path, _first_line(exc)
+                    )
                     if conn is not None:
                         conn.close()
                     conn = None
