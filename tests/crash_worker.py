@@ -5,10 +5,11 @@ Usage::
     python tests/crash_worker.py DB LEDGER start SLEEP_SECONDS
     python tests/crash_worker.py DB LEDGER resume RUN_ID
 
-``start`` opens a runtime on DB, starts the 50-step workflow ``crash.fifty``
-with key ``"crash"``, prints ``{"run_id": ...}`` and then ``{"result": ...}``
-as JSON lines. ``resume`` opens a runtime on DB (which resumes every unfinished
-run on open), waits for RUN_ID and prints ``{"result": ...}``.
+DB is a journal file or a PostgreSQL URL. ``start`` opens a runtime on DB,
+starts the 50-step workflow ``crash.fifty`` with key ``"crash"``, prints
+``{"run_id": ...}`` and then ``{"result": ...}`` as JSON lines. ``resume``
+opens a runtime on DB (which resumes every unfinished run on open), waits for
+RUN_ID and prints ``{"result": ...}``.
 
 Every execution of a step appends ``"{i} {attempt}\\n"`` to LEDGER and fsyncs it
 before doing anything else, so the ledger is the record of what really ran,

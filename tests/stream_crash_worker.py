@@ -5,13 +5,14 @@ Usage::
     python tests/stream_crash_worker.py DB start CHUNKS
     python tests/stream_crash_worker.py DB resume RUN_ID
 
-``start`` opens a runtime on DB and starts ``stream_crash.flow``, whose one
-step writes CHUNKS chunks ``"{attempt}:{i}"`` to the run's default stream and
-returns CHUNKS; it prints ``{"run_id": ...}`` and then ``{"result": ...}`` as
-JSON lines. ``resume`` opens a runtime on DB (which resumes every unfinished
-run on open), reads the run's stream while the run goes on, and once the run
-has ended reads it again from the start; it prints ``{"result": ..., "live":
-[...], "after": [...]}``, each chunk as ``[index, attempt, data]``.
+DB is a journal file or a PostgreSQL URL. ``start`` opens a runtime on DB
+and starts ``stream_crash.flow``, whose one step writes CHUNKS chunks
+``"{attempt}:{i}"`` to the run's default stream and returns CHUNKS; it prints
+``{"run_id": ...}`` and then ``{"result": ...}`` as JSON lines. ``resume``
+opens a runtime on DB (which resumes every unfinished run on open), reads the
+run's stream while the run goes on, and once the run has ended reads it again
+from the start; it prints ``{"result": ..., "live": [...], "after": [...]}``,
+each chunk as ``[index, attempt, data]``.
 
 The environment steers the test:
 

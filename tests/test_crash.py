@@ -3,9 +3,17 @@
 Each test runs ``tests/crash_worker.py`` (a 50-step workflow with a durable
 sleep after step 25) in a subprocess, kills it with SIGKILL at a chosen point
 (inside a step, right after a step's commit, during the sleep), restarts a
-worker on the same database, and then checks three records against each
+worker on the same journal, and then checks three records against each
 other: the ledger the steps append to (every execution that really happened),
-the journal read with plain sqlite3, and the result the worker printed.
+the journal's stored rows (read outside any runtime), and the result the
+worker printed.
+
+Every test runs on both journal backends. On PostgreSQL the restarted worker
+takes the run over at once for the same reason as on SQLite: the dead
+worker's lease names a process of this host that no longer exists. A worker
+killed there may leave a COMMIT in flight that the server applies a moment
+later, so the journal is read only once the server has ended the dead
+worker's sessions.
 
 The failure model being proved: a completed step is never executed again, the
 interrupted step runs again as the next attempt, no event is lost or
@@ -19,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -31,6 +40,10 @@ from typing import Any
 import pytest
 
 import runwright as rw
+
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+from conftest import query_journal
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 STEPS = 50
@@ -63,6 +76,9 @@ class Worker:
     proc: subprocess.Popen[bytes]
     stdout: Path
     stderr: Path
+    db: Path | str
+    #: The PostgreSQL ``application_name`` of the worker's sessions (None on SQLite).
+    session: str | None
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()[-4000:]}"
@@ -77,6 +93,8 @@ class Worker:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=DEADLINE)
         assert self.proc.returncode == -signal.SIGKILL, self.output()
+        if self.session is not None:
+            wait_for_sessions_to_end(self.db, self.session)
         return at
 
     def finish(self) -> dict[str, Any]:
@@ -102,6 +120,23 @@ def wait_for(worker: Worker, what: str, predicate: Callable[[], bool]) -> None:
         time.sleep(0.0005)
 
 
+def with_session_name(db: Path | str, name: str) -> tuple[Path | str, str | None]:
+    """*db* for a worker, and the name its PostgreSQL sessions go by (None on SQLite)."""
+    if isinstance(db, Path):
+        return db, None
+    return f"{db}&application_name={name}", name
+
+
+def wait_for_sessions_to_end(db: Path | str, session: str) -> None:
+    """Wait until the server has ended every session named *session* (whatever a dead
+    worker's last transaction did, it is done: committed or rolled back)."""
+    deadline = time.monotonic() + DEADLINE
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
+    while query_journal(db, sql, (session,)) != [(0,)]:
+        assert time.monotonic() < deadline, f"the server kept {session}'s sessions"
+        time.sleep(0.005)
+
+
 # -- reading the ledger and the journal ------------------------------------------
 
 
@@ -117,47 +152,46 @@ def read_ledger(path: Path) -> dict[int, list[int]]:
 
 
 class JournalReader:
-    """A read-only sqlite3 connection to a worker's journal, opened once it exists."""
+    """Reads a worker's journal (an SQLite file or a PostgreSQL schema) from outside."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, db: Path | str) -> None:
+        self.db = db
+        self._seen = False
 
-    def conn(self) -> sqlite3.Connection | None:
-        if self._conn is None:
-            if not self.path.with_name(self.path.name + "-shm").exists():
-                return None
+    def exists(self) -> bool:
+        """Whether a worker has created the journal's tables yet."""
+        if not self._seen:
+            self._seen = self._tables_exist()
+        return self._seen
+
+    def _tables_exist(self) -> bool:
+        if isinstance(self.db, Path):
+            # Never open the file before a worker has: that would create it.
+            if not self.db.with_name(self.db.name + "-shm").exists():
+                return False
             try:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-                conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
-            except sqlite3.OperationalError:
-                return None
-            self._conn = conn
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+                query_journal(self.db, "SELECT 1 FROM events LIMIT 1")
+            except sqlite3.OperationalError:  # the schema is being created
+                return False
+            return True
+        return query_journal(self.db, "SELECT to_regclass('events') IS NOT NULL") == [(True,)]
 
     def has_event(self, kind: str, cid: int) -> bool:
-        conn = self.conn()
-        return conn is not None and (
-            conn.execute(
-                "SELECT 1 FROM events WHERE kind = ? AND cid = ? LIMIT 1", (kind, cid)
-            ).fetchone()
-            is not None
+        return self.exists() and bool(
+            query_journal(
+                self.db, "SELECT 1 FROM events WHERE kind = ? AND cid = ? LIMIT 1", (kind, cid)
+            )
         )
 
     def snapshot(self, killed_at: float) -> Snapshot:
-        conn = self.conn()
-        assert conn is not None, "the journal was never created"
-        events = conn.execute(
-            "SELECT seq, run_id, kind, cid, attempt, name, payload, at FROM events ORDER BY seq"
-        ).fetchall()
-        steps = conn.execute("SELECT cid, name, status, attempt FROM steps").fetchall()
-        waits = conn.execute("SELECT cid, wake_at, status FROM waits").fetchall()
-        runs = conn.execute("SELECT run_id, status, outcome FROM runs").fetchall()
+        assert self.exists(), "the journal was never created"
+        db = self.db
+        events = query_journal(
+            db, "SELECT seq, run_id, kind, cid, attempt, name, payload, at FROM events ORDER BY seq"
+        )
+        steps = query_journal(db, "SELECT cid, name, status, attempt FROM steps")
+        waits = query_journal(db, "SELECT cid, wake_at, status FROM waits")
+        runs = query_journal(db, "SELECT run_id, status, outcome FROM runs")
         return Snapshot(killed_at, events, steps, waits, runs)
 
 
@@ -322,6 +356,8 @@ class Crash:
     workers: list[Worker] = dataclasses.field(default_factory=list)
     kills: list[Snapshot] = dataclasses.field(default_factory=list)
     held: list[int] = dataclasses.field(default_factory=list)
+    #: Tells this test's workers' sessions apart from any other on the server.
+    token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
 
     @property
     def ledger(self) -> Path:
@@ -333,9 +369,10 @@ class Crash:
         stderr = self.tmp_path / f"worker{n}.err"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CRASH_")}
         environ.update(env, CRASH_BACKEND=backend)
+        db, session = with_session_name(self.reader.db, f"rw-crash-{self.token}-{n}")
         with stdout.open("wb") as out, stderr.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), str(self.reader.path), str(self.ledger), mode, arg],
+                [sys.executable, str(WORKER), os.fspath(db), str(self.ledger), mode, arg],
                 cwd=self.tmp_path,
                 env=environ,
                 stdin=subprocess.DEVNULL,
@@ -343,7 +380,7 @@ class Crash:
                 stderr=err,
                 start_new_session=True,
             )
-        worker = Worker(proc, stdout, stderr)
+        worker = Worker(proc, stdout, stderr, self.reader.db, session)
         self.workers.append(worker)
         return worker
 
@@ -407,12 +444,11 @@ class Crash:
 
 
 @pytest.fixture
-def crash(tmp_path: Path) -> Iterator[Crash]:
-    harness = Crash(tmp_path, JournalReader(tmp_path / "journal.db"))
+def crash(tmp_path: Path, db_path: Path | str) -> Iterator[Crash]:
+    harness = Crash(tmp_path, JournalReader(db_path))
     try:
         yield harness
     finally:
-        harness.reader.close()
         for worker in harness.workers:
             if worker.proc.poll() is None:
                 os.kill(worker.proc.pid, signal.SIGKILL)

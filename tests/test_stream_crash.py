@@ -1,10 +1,17 @@
 """Streams across a SIGKILL: what a step wrote survives it, and a new attempt follows it.
 
 Each test runs ``tests/stream_crash_worker.py`` (one step that writes chunks
-``"{attempt}:{i}"`` to the run's stream) in a subprocess on a real journal
-file, SIGKILLs it, reads the file with plain sqlite3, restarts a worker that
-finishes the run, and checks the journal again, along with what two readers
-in the restarted worker saw (one following the run live, one after its end).
+``"{attempt}:{i}"`` to the run's stream) in a subprocess on a real journal,
+SIGKILLs it, reads the journal's stored rows from outside any runtime,
+restarts a worker that finishes the run, and checks the journal again, along
+with what two readers in the restarted worker saw (one following the run
+live, one after its end).
+
+Every test runs on both journal backends (the restarted worker takes the run
+over at once there too: the dead worker's lease names a process of this host
+that no longer exists). On PostgreSQL the journal is read only once the
+server has ended the killed worker's sessions, so that no COMMIT it left in
+flight can land after the read.
 
 The properties: chunks that were durable before the kill stay, unchanged, in
 place; the interrupted step runs again as attempt 2 and its chunks follow
@@ -17,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+from conftest import query_journal
 
 WORKER = Path(__file__).with_name("stream_crash_worker.py")
 DEADLINE = 20.0
@@ -40,6 +52,9 @@ class Worker:
     proc: subprocess.Popen[bytes]
     stdout: Path
     stderr: Path
+    db: Path | str
+    #: The PostgreSQL ``application_name`` of the worker's sessions (None on SQLite).
+    session: str | None
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()[-4000:]}"
@@ -48,19 +63,33 @@ class Worker:
         return [json.loads(line) for line in self.stdout.read_text().splitlines() if line]
 
     def wait(self) -> int:
+        """Wait for the worker to exit, and for the server to end its sessions."""
         try:
-            return self.proc.wait(timeout=DEADLINE)
+            status = self.proc.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
             pytest.fail(f"the worker did not exit within {DEADLINE}s\n{self.output()}")
+        if self.session is not None:
+            wait_for_sessions_to_end(self.db, self.session)
+        return status
 
     def finish(self) -> dict[str, Any]:
         assert self.wait() == 0, self.output()
         return self.records()[-1]
 
 
+def wait_for_sessions_to_end(db: Path | str, session: str) -> None:
+    """Wait until the server has ended every session named *session* (whatever a dead
+    worker's last transaction did, it is done: committed or rolled back)."""
+    deadline = time.monotonic() + DEADLINE
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
+    while query_journal(db, sql, (session,)) != [(0,)]:
+        assert time.monotonic() < deadline, f"the server kept {session}'s sessions"
+        time.sleep(0.005)
+
+
 @dataclasses.dataclass(frozen=True)
 class Journal:
-    """What the journal file holds about the run, read with plain sqlite3."""
+    """What the journal holds about the run, read from outside any runtime."""
 
     run_status: str
     #: (idx, attempt, writer, data) in index order.
@@ -73,55 +102,52 @@ class Journal:
         return [event for event in self.events if event[1] == kind]
 
 
-def read_journal(path: Path) -> Journal:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        conn.execute("BEGIN")  # one snapshot
-        [(run_id, run_status)] = conn.execute("SELECT run_id, status FROM runs").fetchall()
-        rows = conn.execute(
-            "SELECT idx, attempt, writer, format, data FROM stream_chunks "
-            "WHERE run_id = ? AND name = 'default' ORDER BY idx",
-            (run_id,),
-        ).fetchall()
-        chunks = []
-        for idx, attempt, writer, fmt, data in rows:
-            assert fmt == TEXT, f"chunk {idx} has format {fmt}"
-            chunks.append((idx, attempt, writer, bytes(data).decode()))
-        events = conn.execute(
-            "SELECT seq, kind, attempt, payload FROM events WHERE run_id = ? ORDER BY seq",
-            (run_id,),
-        ).fetchall()
-        [(step_status,)] = conn.execute(
-            "SELECT status FROM steps WHERE run_id = ?", (run_id,)
-        ).fetchall()
-    finally:
-        conn.close()
+def read_journal(db: Path | str) -> Journal:
+    """The run's rows (read once no worker writes: the queries need not share a snapshot)."""
+    [(run_id, run_status)] = query_journal(db, "SELECT run_id, status FROM runs")
+    rows = query_journal(
+        db,
+        "SELECT idx, attempt, writer, format, data FROM stream_chunks "
+        "WHERE run_id = ? AND name = 'default' ORDER BY idx",
+        (run_id,),
+    )
+    chunks = []
+    for idx, attempt, writer, fmt, data in rows:
+        assert fmt == TEXT, f"chunk {idx} has format {fmt}"
+        chunks.append((idx, attempt, writer, bytes(data).decode()))
+    events = query_journal(
+        db,
+        "SELECT seq, kind, attempt, payload FROM events WHERE run_id = ? ORDER BY seq",
+        (run_id,),
+    )
+    [(step_status,)] = query_journal(db, "SELECT status FROM steps WHERE run_id = ?", (run_id,))
     return Journal(run_status, chunks, events, step_status)
 
 
-def durable_chunks(path: Path) -> int:
+def durable_chunks(db: Path | str) -> int:
     """Chunks committed so far (0 while the journal is not there yet)."""
-    if not path.with_name(path.name + "-shm").exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    if isinstance(db, Path):
+        # Never open the file before a worker has: that would create it.
+        if not db.with_name(db.name + "-shm").exists():
+            return 0
         try:
-            (count,) = conn.execute("SELECT count(*) FROM stream_chunks").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # the schema is being created
+            [(count,)] = query_journal(db, "SELECT count(*) FROM stream_chunks")
+        except sqlite3.OperationalError:  # the schema is being created
+            return 0
+        return int(count)
+    if query_journal(db, "SELECT to_regclass('stream_chunks') IS NULL") == [(True,)]:
         return 0
+    [(count,)] = query_journal(db, "SELECT count(*) FROM stream_chunks")
     return int(count)
 
 
 @dataclasses.dataclass
 class Harness:
     tmp_path: Path
+    db: Path | str
     workers: list[Worker] = dataclasses.field(default_factory=list)
-
-    @property
-    def db(self) -> Path:
-        return self.tmp_path / "journal.db"
+    #: Tells this test's workers' sessions apart from any other on the server.
+    token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
 
     def spawn(self, mode: str, arg: str, *, backend: str, **env: str) -> Worker:
         n = len(self.workers)
@@ -129,9 +155,13 @@ class Harness:
         stderr = self.tmp_path / f"worker{n}.err"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_CRASH_")}
         environ.update(env, STREAM_CRASH_BACKEND=backend)
+        db, session = self.db, None
+        if not isinstance(db, Path):
+            session = f"rw-stream-crash-{self.token}-{n}"
+            db = f"{db}&application_name={session}"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), str(self.db), mode, arg],
+                [sys.executable, str(WORKER), os.fspath(db), mode, arg],
                 cwd=self.tmp_path,
                 env=environ,
                 stdin=subprocess.DEVNULL,
@@ -139,22 +169,18 @@ class Harness:
                 stderr=err,
                 start_new_session=True,
             )
-        worker = Worker(proc, stdout, stderr)
+        worker = Worker(proc, stdout, stderr, self.db, session)
         self.workers.append(worker)
         return worker
 
     def run_id(self) -> str:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            [(run_id,)] = conn.execute("SELECT run_id FROM runs").fetchall()
-        finally:
-            conn.close()
+        [(run_id,)] = query_journal(self.db, "SELECT run_id FROM runs")
         return str(run_id)
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
+def harness(tmp_path: Path, db_path: Path | str) -> Iterator[Harness]:
+    harness = Harness(tmp_path, db_path)
     try:
         yield harness
     finally:

@@ -187,11 +187,7 @@ class Supervisor:
                 self.request_scan()
 
     async def release(self) -> None:
-        """Free every lease this process holds, so that another can continue at once.
-
-        At shutdown a journal that cannot take the write is let be (the leases
-        run out on their own): the runtime must close all the same.
-        """
+        """Free this process's leases at shutdown; if the journal cannot take it, they expire."""
         owner = self.owner
         try:
             await self.journal.write(lambda tx: tx.release_runs(owner))
@@ -359,9 +355,8 @@ class Supervisor:
             ]
         )
         if self._backlog and len(claimed) < len(candidates):
-            # Other processes won some of these claims and more runs wait: look
-            # again now. (A process that drives nothing has no run ending to
-            # make it look, and would otherwise idle until its next renewal.)
+            # Others won some claims and more runs wait: look again now (with no
+            # run of its own ending, a process would idle until its next renewal).
             self.request_scan()
         for run_id in claimed:
             await self._resume(run_id)

@@ -1,16 +1,23 @@
 """Workflows for the multi-process tests; imported by `runwright worker` and by the tests.
 
 Each step execution appends "run_id cid attempt pid" to $WORKER_LEDGER, the
-outside record of who executed what.
+outside record of who executed what. With $WORKER_STOP_IN_WRITE naming a
+file, the worker stops itself (SIGSTOP) inside its first write that completes
+a step once that file exists: in the middle of a transaction, holding the
+journal's write lock, as a host paused by its hypervisor or a debugger would.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from typing import Any
 
 import anyio
 
 import runwright as rw
+from runwright.journal._tx import Tx
 
 
 def _record() -> None:
@@ -48,3 +55,25 @@ def expected(start: int) -> int:
 async def approval(order_id: str) -> str:
     decision = await rw.hook(token=f"approve:{order_id}")
     return f"approved by {decision['by']}"
+
+
+def _stop_inside_a_completion(trigger: str) -> None:
+    complete_step = Tx.complete_step
+    stopped = False
+
+    def complete_then_stop(tx: Tx, *args: Any, **kwargs: Any) -> Any:
+        nonlocal stopped
+        # The step's conditional UPDATE has its answer: the transaction holds the lock.
+        event = complete_step(tx, *args, **kwargs)
+        if not stopped and os.path.exists(trigger):
+            stopped = True
+            # Sent to this thread, the stop takes it at once (sent to the process,
+            # it may reach another thread first, and this one commit meanwhile).
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+        return event
+
+    Tx.complete_step = complete_then_stop  # type: ignore[method-assign]
+
+
+if os.environ.get("WORKER_STOP_IN_WRITE"):
+    _stop_inside_a_completion(os.environ["WORKER_STOP_IN_WRITE"])

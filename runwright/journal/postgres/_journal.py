@@ -45,10 +45,11 @@ the requests that wait. Readers reconnect and retry once; the watcher
 reconnects and looks at once. A session idle inside a transaction for
 ``_IDLE_IN_TX`` seconds (a host paused mid-write) is ended by the server, so
 it cannot hold the advisory lock for the whole fleet. The server does not
-count a session in the middle of a pipeline as idle, though: it is active,
-waiting for the rest. So a process whose own write has waited that long
-looks, from its watcher, for the session holding the lock, and ends it if it
-has been waiting for its client (not working) that long.
+count a session stopped in the middle of a pipeline (stream chunks go in
+one) as idle, though: it is active, waiting for the rest. So a process
+whose own write has waited that long looks, from its watcher, for the
+session holding the lock, and ends it if it has been waiting for its client
+(not working) that long.
 """
 
 from __future__ import annotations
@@ -336,7 +337,9 @@ class _PgTx(Tx):
 
 
 def _is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
-    if not isinstance(exc, psycopg.OperationalError):
+    """Whether *exc* left the connection unusable: lost, or ended by the server (which
+    may say why first, e.g. the idle-in-transaction timeout, an InternalError)."""
+    if not isinstance(exc, psycopg.Error):
         return False
     return conn is None or conn.closed or conn.broken
 
