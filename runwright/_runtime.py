@@ -250,9 +250,11 @@ class Runtime:
         assert tg is not None
         try:
             with anyio.CancelScope(shield=True):
-                await supervisor.stop(self.shutdown_grace)
-                await supervisor.release()
-                journal.stop_writing()
+                try:
+                    await supervisor.stop(self.shutdown_grace)
+                    await supervisor.release()
+                finally:
+                    journal.stop_writing()  # else the writer, and so the exit, never ends
         finally:
             try:
                 # The body's own exception propagates unwrapped: everything the

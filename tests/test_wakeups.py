@@ -14,6 +14,7 @@ from conftest import query_journal
 
 import runwright as rw
 from runwright.journal.postgres import _journal as pg_journal
+from runwright.journal.postgres import _writer as pg_writer
 
 pytestmark = [
     pytest.mark.anyio,
@@ -101,7 +102,7 @@ async def test_notifications_wake_other_processes(
 async def test_the_safety_poll_finds_what_no_notification_announced(
     make_runtime: Callable[..., rw.Runtime], monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(pg_journal, "AWAITED_KINDS", frozenset())  # nobody notifies
+    monkeypatch.setattr(pg_writer, "AWAITED_KINDS", frozenset())  # nobody notifies
     monkeypatch.setattr(pg_journal, "_SAFETY_POLL", 0.2)
     async with make_runtime(), make_runtime(execute=False) as client:
         with anyio.fail_after(PROMPTLY):

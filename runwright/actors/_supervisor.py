@@ -22,9 +22,6 @@ import functools
 import heapq
 import logging
 import math
-import os
-import secrets
-import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -62,9 +59,10 @@ from ._actor import (
     TimerDue,
 )
 from ._hydration import HydrationCache
+from ._identity import new_owner_id, new_run_id, owner_is_dead
 from ._slots import StepSlots
 
-__all__ = ["Supervisor", "new_owner_id", "new_run_id"]
+__all__ = ["Supervisor"]
 
 T = TypeVar("T")
 log = logging.getLogger("runwright")
@@ -76,30 +74,6 @@ _END_KINDS = frozenset({Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
 _RECENT_ENDS = 1024
 #: Seconds between looks for runs held by processes of this host that no longer exist.
 _DEAD_OWNER_CHECK = 1.0
-
-
-def new_run_id() -> str:
-    """Sortable by creation time (milliseconds), then 80 random bits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
-
-
-def new_owner_id(host_id: str | None = None) -> str:
-    host = socket.gethostname() if host_id is None else host_id
-    return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @attrs.define(eq=False)
@@ -213,7 +187,7 @@ class Supervisor:
             await anyio.sleep(_DEAD_OWNER_CHECK)
             with _survive("looking for runs of dead processes"):
                 holders = await self.journal.read(owners)
-                if any(owner != self.owner and _owner_is_dead(owner) for owner in holders):
+                if any(owner != self.owner and owner_is_dead(owner) for owner in holders):
                     await self.recover(dead_owners=True)
 
     async def renew(self) -> None:
@@ -340,7 +314,7 @@ class Supervisor:
                 continue
             if owner is None or owner == me or expired:
                 candidates.append((run_id, ""))
-            elif dead_owners and _owner_is_dead(owner):
+            elif dead_owners and owner_is_dead(owner):
                 candidates.append((run_id, owner))
         self._backlog = len(candidates) > room
         candidates = candidates[:room]

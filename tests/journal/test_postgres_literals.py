@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.postgres_only("the literals are the PostgreSQL writer's")
 
 psycopg = pytest.importorskip("psycopg")
-from runwright.journal.postgres._journal import _bind, _literal  # noqa: E402
+from runwright.journal.postgres._writer import bind as _bind  # noqa: E402
+from runwright.journal.postgres._writer import literal as _literal  # noqa: E402
 
 
 @pytest.fixture(scope="module")

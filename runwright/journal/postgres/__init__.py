@@ -13,7 +13,7 @@ from ._url import PgTarget, hide_password, redact
 
 if TYPE_CHECKING:
     from .._journal import Journal
-    from ._journal import _Conn
+    from ._connection import Conn
 
 __all__ = [
     "PgTarget",
@@ -36,7 +36,7 @@ async def open_postgres(
     return await PostgresJournal.open(target, migrate=migrate, reconnect_timeout=reconnect_timeout)
 
 
-def connect_read_only(url: str, schema: str | None = None) -> _Conn:
+def connect_read_only(url: str, schema: str | None = None) -> Conn:
     """A read-only connection to the journal at *url* (for inspection), speaking the
     shared queries' SQL; its ``raw`` psycopg connection is the caller's to close.
 

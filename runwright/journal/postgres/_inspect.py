@@ -4,7 +4,7 @@ The command line reads a journal while runtimes write it. Its connection is
 a session whose every transaction is read-only
 (``default_transaction_read_only``), with ``search_path`` set to the
 journal's schema, behind the adapter that speaks the shared queries' SQL
-(``_Conn``). It is refused unless the schema holds a journal of a version
+(``Conn``). It is refused unless the schema holds a journal of a version
 this runwright reads, so a typo in a schema name is an error, not an empty
 journal.
 
@@ -22,7 +22,7 @@ import psycopg
 
 from ..._exceptions import JournalError, SchemaVersionError
 from . import hide_password
-from ._journal import _Conn
+from ._connection import Conn
 from ._schema import SCHEMA_VERSION, ensure_schema, schema_version
 from ._url import PgTarget
 
@@ -32,7 +32,7 @@ __all__ = ["CONNECT_TIMEOUT", "migrate_schema", "open_read_only"]
 CONNECT_TIMEOUT = 10
 
 
-def open_read_only(target: PgTarget) -> _Conn:
+def open_read_only(target: PgTarget) -> Conn:
     """A read-only connection to the journal at *target*, its search_path set."""
     conn = _connect(target)
     try:
@@ -55,7 +55,7 @@ def open_read_only(target: PgTarget) -> _Conn:
     except BaseException:
         conn.close()
         raise
-    return _Conn(conn)
+    return Conn(conn)
 
 
 def migrate_schema(target: PgTarget) -> tuple[int, int]:

@@ -54,25 +54,30 @@ session holding the lock, and ends it if it has been waiting for its client
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import psycopg
-import psycopg.conninfo
 
 from ..._exceptions import JournalError, JournalUnavailable
-from .._events import AWAITED_KINDS
 from .._journal import ForeignEvents, Journal, _Request
-from .._tx import Tx
+from ._connection import (
+    IDLE_IN_TX,
+    Conn,
+    connect,
+    first_line,
+    is_disconnect,
+    translate,
+    use_schema,
+)
 from ._schema import ensure_schema, lock_key
-from ._url import PgTarget, hide_password
+from ._url import PgTarget
+from ._writer import PgTx, Seqs, Unsent, WriteConn
 
 __all__ = ["PostgresJournal"]
 
@@ -83,265 +88,6 @@ log = logging.getLogger("runwright")
 _SAFETY_POLL = 1.0
 #: Seconds the watcher waits for a notification before checking whether to stop.
 _NOTIFY_WAIT = 0.05
-#: Seconds a session may sit idle inside a transaction before the server ends it.
-_IDLE_IN_TX = 10
-
-
-@functools.lru_cache(maxsize=1024)
-def _pg(sql: str) -> str:
-    """The contract's ``?`` placeholders as psycopg's ``%s``."""
-    return sql.replace("?", "%s")
-
-
-class _Result:
-    """A cursor in pipeline mode: asking for its row count first collects the answer."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
-        self._cursor = cursor
-        self._pipeline = pipeline
-
-    @property
-    def rowcount(self) -> int:
-        if self._cursor.pgresult is None:
-            self._pipeline.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor)
-
-
-class _Conn:
-    """A psycopg connection that speaks the contract's SQL (``?`` placeholders), for
-    reads (in a pipeline, when one is given)."""
-
-    def __init__(
-        self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
-    ) -> None:
-        self.raw = conn
-        self._pipeline = pipeline
-
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        cursor = self.raw.execute(_pg(sql), parameters or None, binary=True)
-        if self._pipeline is None:
-            return cursor
-        return _Result(cursor, self._pipeline)
-
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
-        with self.raw.cursor() as cur:
-            cur.executemany(_pg(sql), parameters)
-
-
-_INSERT_EVENTS = "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) VALUES "
-
-
-@functools.lru_cache(maxsize=1024)
-def _pieces(sql: str) -> tuple[str, ...]:
-    """*sql* split at its ``?`` placeholders."""
-    return tuple(sql.split("?"))
-
-
-def _bind(sql: str, parameters: Sequence[Any]) -> str:
-    """*sql* with its ``?`` placeholders replaced by SQL literals of *parameters*."""
-    pieces = _pieces(sql)
-    if len(pieces) != len(parameters) + 1:
-        raise ValueError(f"{len(pieces) - 1} placeholders, {len(parameters)} values: {sql!r}")
-    out = [pieces[0]]
-    for value, piece in zip(parameters, pieces[1:], strict=True):
-        out.append(_literal(value))
-        out.append(piece)
-    return "".join(out)
-
-
-def _literal(value: Any) -> str:
-    """A SQL literal for *value*, whatever the server's string settings.
-
-    Text is an escape string (backslashes and quotes doubled), bytes are decoded
-    from hex on the server: no value can end its literal early.
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            text = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-            return f"'{text}'::float8"
-        number = repr(value)
-        return f"({number})" if value < 0 else number  # "- -1" must not become "--1"
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("PostgreSQL text cannot hold NUL characters")
-        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"decode('{bytes(value).hex()}', 'hex')"
-    raise TypeError(f"no SQL literal for {type(value).__name__}")
-
-
-class _Answer:
-    """What one statement of a write transaction answered, once it was sent."""
-
-    __slots__ = ("_batch", "_rowcount", "_rows", "_sent")
-
-    def __init__(self, batch: _WriteConn) -> None:
-        self._batch = batch
-        self._sent = False
-        self._rowcount = -1
-        self._rows: list[Any] = []
-
-    def _set(self, rowcount: int, rows: list[Any]) -> None:
-        self._sent, self._rowcount, self._rows = True, rowcount, rows
-
-    def _wait(self) -> None:
-        if not self._sent:
-            self._batch.send()
-
-    @property
-    def rowcount(self) -> int:
-        self._wait()
-        return self._rowcount
-
-    def fetchone(self) -> Any:
-        self._wait()
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        self._wait()
-        return list(self._rows)
-
-    def __iter__(self) -> Iterator[Any]:
-        self._wait()
-        return iter(self._rows)
-
-
-class _WriteConn:
-    """The writer's connection: statements go out in batches, one round trip each.
-
-    A statement is bound on the client (:func:`_literal`) and held until an
-    answer is needed (a claim's row count, a check); then everything held goes
-    to the server as one message of ``;``-separated statements, and each
-    statement's answer is kept for whoever asks. Nothing waits for ``BEGIN``,
-    the lock, inserts or savepoints, and binding a statement here costs a small
-    fraction of a driver-bound one. Stream chunks, which can be
-    large, go through the driver's own (binary) statements, after what is held.
-
-    Events appended since the last statement are held too, and go in as one
-    statement (numbered rows need no answer) before anything that could read
-    them: a statement naming the events table, a savepoint's end, the commit.
-    Events of a request whose savepoint is rolled back are dropped with it.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.raw = conn
-        self._cursor = conn.cursor()
-        self._held: list[tuple[str, _Answer]] = []
-        #: Whether anything of the transaction has reached the server.
-        self._delivered = False
-        self._events: list[tuple[Any, ...]] = []
-        #: Whether an event another process may be waiting for was appended.
-        self.awaited = False
-
-    def add_event(self, row: tuple[Any, ...]) -> None:
-        self._events.append(row)
-        if row[2] in AWAITED_KINDS:
-            self.awaited = True
-
-    def flush_events(self) -> None:
-        if self._events:
-            rows = ",".join("(" + ",".join(map(_literal, row)) + ")" for row in self._events)
-            self._events = []
-            self._hold(_INSERT_EVENTS + rows, None)
-
-    def _hold(self, sql: str, parameters: Sequence[Any] | None) -> _Answer:
-        text = _bind(sql, parameters) if parameters else sql
-        answer = _Answer(self)
-        self._held.append((text, answer))
-        return answer
-
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Answer:
-        if self._events:
-            if sql.startswith("ROLLBACK"):
-                self._events = []
-            elif "events" in sql or sql.startswith(("RELEASE", "SAVEPOINT", "COMMIT")):
-                self.flush_events()
-        return self._hold(sql, parameters or None)
-
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
-        if "events" in sql:
-            self.flush_events()
-        self.send()
-        with self.raw.cursor() as cur:
-            cur.executemany(_pg(sql), parameters)
-        self._delivered = True
-
-    def send(self) -> None:
-        """Send what is held, in one message, and keep each statement's answer."""
-        if not self._held:
-            return
-        held, self._held = self._held, []
-        cursor = self._cursor
-        try:
-            cursor.execute(";".join(text for text, _ in held))
-        except psycopg.OperationalError as exc:
-            if not self._delivered and self.raw.broken and held[-1][0] != "COMMIT":
-                raise _Unsent(_first_line(exc)) from None
-            raise
-        self._delivered = True
-        for index, (_, answer) in enumerate(held):
-            if index:
-                cursor.nextset()
-            rows = cursor.fetchall() if cursor.description is not None else []
-            answer._set(cursor.rowcount, rows)
-
-
-class _Unsent(Exception):
-    """The connection was lost before any statement of the transaction was delivered
-    (and the message that failed held no COMMIT): nothing of it can have committed."""
-
-
-class _Seqs:
-    """Event numbers for one write transaction: after the newest committed one (read
-    under the write lock, its answer collected only when the first event needs it)."""
-
-    def __init__(self, newest: _Answer) -> None:
-        self._newest: _Answer | None = newest
-        self._last = 0
-
-    def next(self) -> int:
-        if self._newest is not None:
-            row = self._newest.fetchone()
-            assert row is not None
-            self._last = int(row[0])
-            self._newest = None
-        self._last += 1
-        return self._last
-
-
-class _PgTx(Tx):
-    deferred_answers = True
-
-    def __init__(self, conn: _WriteConn, seqs: _Seqs) -> None:
-        super().__init__(conn)
-        self._writer = conn
-        self._seqs = seqs
-
-    def _insert_event(self, values: tuple[Any, ...]) -> int:
-        seq = self._seqs.next()
-        self._writer.add_event((seq, *values))
-        return seq
-
-
-def _is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
-    """Whether *exc* left the connection unusable: lost, or ended by the server (which
-    may say why first, e.g. the idle-in-transaction timeout, an InternalError)."""
-    if not isinstance(exc, psycopg.Error):
-        return False
-    return conn is None or conn.closed or conn.broken
 
 
 class PostgresJournal(Journal):
@@ -379,13 +125,13 @@ class PostgresJournal(Journal):
     def _open_sync(
         cls, target: PgTarget, migrate: bool, reconnect_timeout: float
     ) -> PostgresJournal:
-        writer = _connect(target, reconnect_timeout)
+        writer = connect(target, reconnect_timeout)
         try:
             ensure_schema(writer, target.schema, target.display, migrate=migrate)
-            _use_schema(writer, target)
+            use_schema(writer, target)
         except psycopg.Error as exc:
             writer.close()
-            raise _translate(exc, target.display) from None
+            raise translate(exc, target.display) from None
         except BaseException:
             writer.close()
             raise
@@ -397,12 +143,12 @@ class PostgresJournal(Journal):
             return current
         if current is not None:
             current.close()
-        conn = _connect(self.target, self.reconnect_timeout)
+        conn = connect(self.target, self.reconnect_timeout)
         try:
-            _use_schema(conn, self.target)
+            use_schema(conn, self.target)
         except psycopg.Error as exc:
             conn.close()
-            raise _translate(exc, self.path) from None
+            raise translate(exc, self.path) from None
         return conn
 
     # -- writing ------------------------------------------------------------------
@@ -417,7 +163,7 @@ class PostgresJournal(Journal):
         self._writing_since = time.monotonic()
         try:
             self._transact(conn, batch)
-        except _Unsent as unsent:
+        except Unsent as unsent:
             # The connection was found dead before any of this transaction
             # reached the server: nothing of it committed, so it is run again,
             # once, on a new connection.
@@ -431,10 +177,10 @@ class PostgresJournal(Journal):
                 request.result, request.error = None, None
             self._commit(batch, again=True)
         except Exception as exc:
-            if _is_disconnect(exc, conn):
+            if is_disconnect(exc, conn):
                 self._writer = None
                 lost = JournalUnavailable(
-                    self.path, f"the connection was lost during a write: {_first_line(exc)}"
+                    self.path, f"the connection was lost during a write: {first_line(exc)}"
                 )
                 for request in batch:
                     request.result, request.error = None, lost
@@ -449,21 +195,21 @@ class PostgresJournal(Journal):
                     request.result, request.error = None, None
                     self._commit([request])
                 return
-            error = _translate(exc, self.path) if isinstance(exc, psycopg.Error) else exc
+            error = translate(exc, self.path) if isinstance(exc, psycopg.Error) else exc
             for request in batch:
                 request.result, request.error = None, error
         finally:
             self._writing_since = None
 
     def _transact(self, conn: psycopg.Connection[Any], batch: Sequence[_Request]) -> None:
-        writer = _WriteConn(conn)
+        writer = WriteConn(conn)
         writer.execute("BEGIN")
         writer.execute(f"SELECT pg_advisory_xact_lock({self._lock_key})")
-        seqs = _Seqs(writer.execute("SELECT coalesce(max(seq), 0) FROM events"))
+        seqs = Seqs(writer.execute("SELECT coalesce(max(seq), 0) FROM events"))
         lo, hi = self._run_requests(
             writer,
             batch,
-            lambda: _PgTx(writer, seqs),
+            lambda: PgTx(writer, seqs),
             savepoints=len(batch) > 1,
             abort_on=(psycopg.Error,),
         )
@@ -482,7 +228,7 @@ class PostgresJournal(Journal):
             raise
         for request in batch:
             if isinstance(request.error, psycopg.Error):
-                request.error = _translate(request.error, self.path)
+                request.error = translate(request.error, self.path)
 
     # -- watching -----------------------------------------------------------------
 
@@ -519,16 +265,16 @@ class PostgresJournal(Journal):
                     # Drain what else arrived, then read it all in one look.
                     for _ in conn.notifies(timeout=0, stop_after=1000):
                         pass
-                    last, foreign, _ = self._look(_Conn(conn), last)
+                    last, foreign, _ = self._look(Conn(conn), last)
                     next_look = time.monotonic() + _SAFETY_POLL
                     self._report(call_soon, foreign)
                     delay = 0.05
                     since = self._writing_since
-                    if since is not None and time.monotonic() - since > _IDLE_IN_TX:
+                    if since is not None and time.monotonic() - since > IDLE_IN_TX:
                         self._end_stalled_writer(conn)
                 except (psycopg.Error, JournalError) as exc:
                     log.warning(
-                        "%s: the watcher lost its connection: %s", self.path, _first_line(exc)
+                        "%s: the watcher lost its connection: %s", self.path, first_line(exc)
                     )
                     if conn is not None:
                         conn.close()
@@ -541,11 +287,11 @@ class PostgresJournal(Journal):
 
     def _end_stalled_writer(self, conn: psycopg.Connection[Any]) -> None:
         """End the session holding the write lock if it has waited for its client for
-        ``_IDLE_IN_TX`` seconds: its process is paused or hung inside a write."""
+        ``IDLE_IN_TX`` seconds: its process is paused or hung inside a write."""
         key = self._lock_key & 0xFFFF_FFFF_FFFF_FFFF
         try:
             ended = conn.execute(
-                _END_STALLED_WRITER, (key >> 32, key & 0xFFFF_FFFF, _IDLE_IN_TX)
+                _END_STALLED_WRITER, (key >> 32, key & 0xFFFF_FFFF, IDLE_IN_TX)
             ).fetchall()
         except psycopg.errors.InsufficientPrivilege as exc:
             log.warning("%s: cannot end a stalled writer's session: %s", self.path, exc)
@@ -607,16 +353,16 @@ class PostgresJournal(Journal):
                     with conn.pipeline() as pipeline:
                         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                         try:
-                            return fn(_Conn(conn, pipeline))
+                            return fn(Conn(conn, pipeline))
                         finally:
                             if not conn.broken:
                                 conn.execute("COMMIT")
                 except psycopg.Error as exc:
-                    if _is_disconnect(exc, self._reader) and attempt == 1:
+                    if is_disconnect(exc, self._reader) and attempt == 1:
                         continue  # reads are safe to repeat
-                    if _is_disconnect(exc, self._reader):
+                    if is_disconnect(exc, self._reader):
                         raise JournalUnavailable(self.path, str(exc)) from None
-                    raise _translate(exc, self.path) from None
+                    raise translate(exc, self.path) from None
             raise AssertionError("unreachable")
 
     def _close_sync(self) -> None:
@@ -625,65 +371,6 @@ class PostgresJournal(Journal):
                 self._reader.close()
         if self._writer is not None:
             self._writer.close()
-
-
-def _connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[Any]:
-    """Connect, retrying for up to *reconnect_timeout* seconds while the server is away.
-
-    Errors are raised outside the driver's exception handlers, with the password
-    hidden: a driver's message may quote the URL, and a chained exception would
-    carry it along.
-    """
-    deadline = time.monotonic() + reconnect_timeout
-    delay = 0.05
-    problem = ""
-    try:
-        options = str(psycopg.conninfo.conninfo_to_dict(target.conninfo).get("options") or "")
-    except psycopg.Error as exc:
-        problem = hide_password(_first_line(exc), target.conninfo)
-    if problem:
-        raise JournalError(f"{target.display}: not a usable URL: {problem}")
-    options += f" -c idle_in_transaction_session_timeout={_IDLE_IN_TX * 1000}"
-    while True:
-        unavailable = False
-        try:
-            return psycopg.connect(
-                target.conninfo,
-                autocommit=True,
-                connect_timeout=max(1, min(10, int(reconnect_timeout) or 1)),
-                options=options,
-                # A host or server that vanishes from the network is noticed in ~25 s.
-                keepalives=1,
-                keepalives_idle=10,
-                keepalives_interval=5,
-                keepalives_count=3,
-            )
-        except psycopg.OperationalError as exc:
-            unavailable = True
-            problem = hide_password(_first_line(exc), target.conninfo)
-        except psycopg.Error as exc:
-            problem = hide_password(_first_line(exc), target.conninfo)
-        if not unavailable:
-            raise JournalError(f"{target.display}: cannot connect: {problem}")
-        if time.monotonic() + delay >= deadline:
-            raise JournalUnavailable(
-                target.display, f"cannot connect for {reconnect_timeout:g}s: {problem}"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
-def _use_schema(conn: psycopg.Connection[Any], target: PgTarget) -> None:
-    conn.execute(f'SET search_path TO "{target.schema}"')
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _translate(exc: psycopg.Error, display: str) -> JournalError:
-    return JournalError(f"{display}: {_first_line(exc)}")
 
 
 #: Ends the session that holds the write lock (classid, objid) if the server has
