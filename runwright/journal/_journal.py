@@ -274,15 +274,21 @@ class Journal:
             ).fetchall()
             if not rows:
                 return last, [], False
-            last = int(rows[-1][0])
-            own = self._own_ranges
-            foreign = [
-                (int(seq), str(run_id), str(kind))
-                for seq, run_id, kind in rows
-                if not any(lo <= seq <= hi for lo, hi in own)
-            ]
-            self._own_ranges = [(lo, hi) for lo, hi in own if hi > last]
+            last, foreign = self._sift(rows)
         return last, foreign, True
+
+    def _sift(self, rows: list[Any]) -> tuple[int, ForeignEvents]:
+        """The newest seq of *rows* (``seq, run_id, kind``, in order) and those of other
+        processes; this process's ranges up to it are forgotten. Call under ``_own_lock``."""
+        newest = int(rows[-1][0])
+        own = self._own_ranges
+        foreign = [
+            (int(seq), str(run_id), str(kind))
+            for seq, run_id, kind in rows
+            if not any(lo <= seq <= hi for lo, hi in own)
+        ]
+        self._own_ranges = [(lo, hi) for lo, hi in own if hi > newest]
+        return newest, foreign
 
     def _report(
         self, call_soon: Callable[[Callable[[], object]], object], foreign: ForeignEvents

@@ -327,15 +327,8 @@ class PostgresJournal(Journal):
         ).fetchall()
         if not rows:
             return last, [], False
-        newest = int(rows[-1][0])
         with self._own_lock:
-            own = self._own_ranges
-            foreign = [
-                (int(seq), str(run_id), str(kind))
-                for seq, run_id, kind in rows
-                if not any(lo <= seq <= hi for lo, hi in own)
-            ]
-            self._own_ranges = [(lo, hi) for lo, hi in own if hi > newest]
+            newest, foreign = self._sift(rows)
         return newest, foreign, bool(foreign)
 
     def _listen(self) -> psycopg.Connection[Any]:
