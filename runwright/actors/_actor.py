@@ -757,7 +757,10 @@ class RunActor:
         self.sup.finished(self, end)
 
     def stop_driving(self) -> None:
-        """Another process owns the run now: cancel its steps here and let go."""
+        """Another process owns the run now: cancel its steps here and let go (once:
+        the lease renewal and a write that lost ownership may both find out)."""
+        if self.done:
+            return
         log.warning("run %s: another process drives it now; letting go", self.run_id)
         self.done = True
         self.cancel_steps()
