@@ -212,11 +212,7 @@ class Journal:
             # Hold nothing of this batch (its stream chunks may be large) while waiting.
             del first, batch
             more = None
-        self._writer_stopped()
         _wake(call_soon, [finished.set])
-
-    def _writer_stopped(self) -> None:
-        """Called on the writer thread as it ends."""
 
     def _run_requests(
         self,
