@@ -13,6 +13,7 @@ import functools
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,16 @@ def query_journal(db: Path | str, sql: str, params: tuple[Any, ...] = ()) -> lis
     with psycopg.connect(parsed.conninfo, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{parsed.schema}"')
         return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), params or None)]
+
+
+def wait_for_sessions_to_end(db: Path | str, session: str, timeout: float = 20.0) -> None:
+    """Wait until the server has ended every session named *session* (whatever a dead
+    worker's last transaction did, it is done: committed or rolled back)."""
+    deadline = time.monotonic() + timeout
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
+    while query_journal(db, sql, (session,)) != [(0,)]:
+        assert time.monotonic() < deadline, f"the server kept {session}'s sessions"
+        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ import runwright as rw
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
-from conftest import query_journal
+from conftest import query_journal, wait_for_sessions_to_end
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 STEPS = 50
@@ -125,16 +125,6 @@ def with_session_name(db: Path | str, name: str) -> tuple[Path | str, str | None
     if isinstance(db, Path):
         return db, None
     return f"{db}&application_name={name}", name
-
-
-def wait_for_sessions_to_end(db: Path | str, session: str) -> None:
-    """Wait until the server has ended every session named *session* (whatever a dead
-    worker's last transaction did, it is done: committed or rolled back)."""
-    deadline = time.monotonic() + DEADLINE
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
-    while query_journal(db, sql, (session,)) != [(0,)]:
-        assert time.monotonic() < deadline, f"the server kept {session}'s sessions"
-        time.sleep(0.005)
 
 
 # -- reading the ledger and the journal ------------------------------------------

@@ -38,7 +38,7 @@ import pytest
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
-from conftest import query_journal
+from conftest import query_journal, wait_for_sessions_to_end
 
 WORKER = Path(__file__).with_name("stream_crash_worker.py")
 DEADLINE = 20.0
@@ -75,16 +75,6 @@ class Worker:
     def finish(self) -> dict[str, Any]:
         assert self.wait() == 0, self.output()
         return self.records()[-1]
-
-
-def wait_for_sessions_to_end(db: Path | str, session: str) -> None:
-    """Wait until the server has ended every session named *session* (whatever a dead
-    worker's last transaction did, it is done: committed or rolled back)."""
-    deadline = time.monotonic() + DEADLINE
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
-    while query_journal(db, sql, (session,)) != [(0,)]:
-        assert time.monotonic() < deadline, f"the server kept {session}'s sessions"
-        time.sleep(0.005)
 
 
 @dataclasses.dataclass(frozen=True)
