@@ -48,6 +48,7 @@ from ._exceptions import RunTimeout as RunTimeout
 from ._exceptions import RunwrightError as RunwrightError
 from ._exceptions import SchemaVersionError as SchemaVersionError
 from ._exceptions import StepFailed as StepFailed
+from ._exceptions import StepTimeout as StepTimeout
 from ._exceptions import StreamClosed as StreamClosed
 from ._exceptions import UnknownWorkflowError as UnknownWorkflowError
 from ._runtime import RunHandle as RunHandle
@@ -105,6 +106,7 @@ __all__ = [
     "StepDefinition",
     "StepFailed",
     "StepInfo",
+    "StepTimeout",
     "StreamClosed",
     "StreamInfo",
     "StreamReader",

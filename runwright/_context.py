@@ -122,7 +122,9 @@ def gather(*awaitables: Awaitable[T]) -> Awaitable[list[T]]: ...
 def gather(*awaitables: Awaitable[Any]) -> Awaitable[Any]:
     """Await all, concurrently; results in argument order; the first error is raised.
 
-    Awaitables still going after an error keep running and are journaled.
+    As in a task group: when one fails, the others are cancelled (their steps'
+    attempts stopped and journaled as cancelled, sleeps released, children they
+    started cancelled) before the error reaches the workflow.
     """
     _interpreter("rw.gather()")
     return GroupRequest("gather", awaitables)
@@ -131,7 +133,12 @@ def gather(*awaitables: Awaitable[Any]) -> Awaitable[Any]:
 def race(*awaitables: Awaitable[T]) -> Awaitable[T]:
     """The outcome of whichever awaitable finishes first (a sleep's value is None).
 
-    The others keep running and are journaled; their results are not used.
+    The others are cancelled before the workflow goes on: a step's running
+    attempt is stopped wherever it runs and journaled as cancelled (not failed,
+    not retried), a sleep is released, a hook a branch opened with ``async
+    with`` is disposed, a child run a branch started is cancelled. A cancelled
+    branch's ``finally`` blocks run, but it cannot await anything more.
+    ``rw.race(call(), rw.sleep(30))`` is therefore a timeout.
     """
     _interpreter("rw.race()")
     return GroupRequest("race", awaitables)

@@ -111,7 +111,9 @@ class StepDefinition(Generic[P, R]):
         if self.is_async:
             return await self.fn(*args, **kwargs)  # type: ignore[misc, no-any-return]
         call = functools.partial(self.fn, *args, **kwargs)
-        return await anyio.to_thread.run_sync(call)  # type: ignore[arg-type]
+        # A thread cannot be interrupted: a cancelled (timed out, losing, shut
+        # down) attempt stops waiting for it at once and ignores its result.
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)  # type: ignore[arg-type]
 
     def encode_args(self, codec: Codec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         """Encode the call's arguments, or raise an EncodeError naming the bad argument."""
@@ -206,7 +208,11 @@ def step(
 
     ``retries`` more attempts follow a failure (``rw.FatalError`` is never
     retried); ``backoff`` sets the delay between attempts; ``timeout`` bounds
-    one attempt in seconds. A sync function runs in a worker thread.
+    one attempt in seconds: an attempt past it is cancelled and fails with
+    ``rw.StepTimeout`` (a ``TimeoutError``), retried like any other failure.
+    A sync function runs in a worker thread; a thread cannot be interrupted, so
+    a timed-out or cancelled sync attempt is abandoned (the thread runs on and
+    its result is ignored).
     """
 
     def decorate(f: Callable[..., Any]) -> StepDefinition[Any, Any]:

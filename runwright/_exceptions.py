@@ -57,6 +57,7 @@ __all__ = [
     "RunwrightError",
     "SchemaVersionError",
     "StepFailed",
+    "StepTimeout",
     "StreamClosed",
     "UnknownWorkflowError",
 ]
@@ -149,6 +150,17 @@ class StepFailed(RunwrightError):
         self.type_name = type_name
         self.message = message
         self.traceback = traceback
+
+
+class StepTimeout(RunwrightError, TimeoutError):
+    """An attempt of a step ran past its ``timeout=``: it was cancelled and counts as
+    failed (retried like any other failure while retries are left)."""
+
+    def __init__(self, step: str, timeout: float, attempt: int) -> None:
+        super().__init__(f"step {step!r} attempt {attempt} timed out after {timeout:g}s")
+        self.step = step
+        self.timeout = timeout
+        self.attempt = attempt
 
 
 class CodecError(RunwrightError):

@@ -73,6 +73,27 @@ async def reminder(seconds: float) -> str:
     return "reminded"
 
 
+@rw.step
+async def hangs() -> None:
+    await anyio.sleep_forever()
+
+
+@rw.workflow
+async def times_out() -> str:
+    await rw.race(hangs(), rw.sleep(60))
+    return "gave up"
+
+
+@rw.step(retries=0, timeout=0.01)
+async def too_slow() -> None:
+    await anyio.sleep_forever()
+
+
+@rw.workflow
+async def step_timed_out() -> None:
+    await too_slow()
+
+
 async def _ghost_body() -> None:
     """The body of a workflow that is never registered (see the problem test)."""
 
@@ -292,6 +313,50 @@ timeline
         "fired_at": "2027-01-15T09:00:00.000000Z",
         "status": "fired",
     }
+
+
+@pytest.mark.anyio
+async def test_show_a_race_whose_losing_step_was_cancelled(
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with runtime(db, clock) as rt:
+        handle = await rt.start(times_out)
+        await clock.jump()
+        assert await handle.result() == "gave up"
+
+    assert await cli("runs", "show", handle.id, "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    fired = "2027-01-15T08:01:00.000Z"
+    assert (
+        f"""\
+  {START_ISO}  step #0 {hangs.name}(): cancelled
+  {START_ISO}    attempt 1  60000.0 ms  cancelled
+  {START_ISO}  sleep #1 until {fired}
+  {fired}    fired
+  {fired}  run completed
+"""
+        in out
+    )
+    assert await cli("runs", "show", handle.id, "--db", str(db), "--json") == 0
+    [step] = [e for e in json.loads(capsys.readouterr().out)["timeline"] if e["type"] == "step"]
+    assert step["status"] == "cancelled"
+    assert [a["outcome"] for a in step["attempts"]] == ["cancelled"]
+
+
+@pytest.mark.anyio
+async def test_show_a_step_that_timed_out(
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with runtime(db, clock) as rt:
+        handle = await rt.start(step_timed_out)
+        with pytest.raises(rw.RunFailed):
+            await handle.result()
+
+    assert await cli("runs", "show", handle.id, "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    message = f"rw.StepTimeout: step {too_slow.name!r} attempt 1 timed out after 0.01s"
+    assert f"step #0 {too_slow.name}(): failed\n" in out
+    assert f"error {message}\n" in out
 
 
 @pytest.mark.anyio

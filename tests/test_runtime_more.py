@@ -4,11 +4,14 @@ backoff forms, unrebuildable step errors, cancelling a running step."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -45,9 +48,43 @@ async def hangs() -> None:
 async def times_out() -> str:
     try:
         await hangs()
-    except TimeoutError:
-        return "timed out"
+    except TimeoutError as exc:
+        return f"{type(exc).__name__}: {exc}"
     return "no"
+
+
+slow_attempts: list[int] = []
+
+
+@rw.step(retries=1, backoff=0, timeout=0.05)
+async def slow_then_fast() -> int:
+    attempt = rw.step_info().attempt
+    slow_attempts.append(attempt)
+    if attempt == 1:
+        await anyio.sleep_forever()
+    return attempt
+
+
+@rw.workflow
+async def retried_after_a_timeout() -> int:
+    return await slow_then_fast()
+
+
+thread_done = threading.Event()
+
+
+@rw.step(retries=0, timeout=0.05)
+def blocks_a_thread() -> str:
+    thread_done.wait(10)
+    return "finished late"
+
+
+@rw.workflow
+async def sync_step_times_out() -> str:
+    try:
+        return await blocks_a_thread()
+    except rw.StepTimeout as exc:
+        return f"abandoned after {exc.timeout:g}s"
 
 
 def attempts_then_ok(failures: int) -> Callable[[], Any]:
@@ -120,10 +157,37 @@ async def test_sleep_takes_a_timedelta(make_runtime: Callable[..., rw.Runtime], 
         assert await handle.result() == 7200.0
 
 
-async def test_a_step_timeout_raises_timeout_error(make_runtime: Callable[..., rw.Runtime]):
+async def test_a_step_timeout_raises_step_timeout(make_runtime: Callable[..., rw.Runtime]):
     async with make_runtime() as runtime:
         handle = await runtime.start(times_out)
-        assert await handle.result(timeout=10) == "timed out"
+        assert await handle.result(timeout=10) == (
+            f"StepTimeout: step {hangs.name!r} attempt 1 timed out after 0.05s"
+        )
+    assert issubclass(rw.StepTimeout, TimeoutError)
+
+
+async def test_a_timed_out_attempt_is_retried(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+):
+    slow_attempts.clear()
+    async with make_runtime() as runtime:
+        handle = await runtime.start(retried_after_a_timeout)
+        assert await handle.result(timeout=10) == 2
+    assert slow_attempts == [1, 2]
+    kinds = query_journal(
+        db_path, "SELECT kind FROM events WHERE run_id = ? ORDER BY seq", (handle.id,)
+    )
+    assert ("step_retrying",) in kinds
+
+
+async def test_a_timed_out_sync_step_is_abandoned(make_runtime: Callable[..., rw.Runtime]):
+    thread_done.clear()
+    try:
+        async with make_runtime() as runtime:
+            handle = await runtime.start(sync_step_times_out)
+            assert await handle.result(timeout=5) == "abandoned after 0.05s"
+    finally:
+        thread_done.set()
 
 
 async def test_constant_and_custom_backoff(

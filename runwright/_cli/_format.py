@@ -134,6 +134,9 @@ def one_line(message: str) -> str:
 
 
 def short_type(type_name: str) -> str:
+    """``ValueError`` for a builtin, ``rw.StepTimeout`` for runwright's own, else the path."""
+    if type_name.startswith("runwright._exceptions:"):
+        return "rw." + type_name.partition(":")[2]
     return type_name.removeprefix("builtins:")
 
 

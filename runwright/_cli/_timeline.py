@@ -72,9 +72,13 @@ class _Step:
     call: str
     scheduled_at: float
     attempts: list[_Attempt] = attrs.field(factory=list)
+    #: The workflow stopped waiting for it (a race's loser, a failed gather's other).
+    cancelled: bool = False
 
     @property
     def status(self) -> str:
+        if self.cancelled:
+            return "cancelled"
         if not self.attempts:
             return "scheduled"
         return {"ok": "completed", "failed": "failed", "retrying": "retrying"}.get(
@@ -233,6 +237,14 @@ def build_view(
             else:
                 attempt.outcome = "retrying" if kind == Kind.STEP_RETRYING else "failed"
                 attempt.error = error_info(codec, event.payload)
+        elif kind == Kind.STEP_CANCELLED and event.cid is not None:
+            step = step_of(event)
+            step.cancelled = True
+            if event.attempt:
+                attempt = step.attempt(event.attempt)
+                attempt.ended_at, attempt.outcome = event.at, "cancelled"
+        elif kind == Kind.WAIT_CANCELLED and event.cid in sleeps:
+            sleeps[event.cid].status = "cancelled"
         elif kind == Kind.WAIT_CREATED and event.cid is not None:
             wake_at = decode(codec, event.payload)
             sleep = _Sleep(event.cid, event.at, wake_at if isinstance(wake_at, float) else None)

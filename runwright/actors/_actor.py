@@ -65,15 +65,17 @@ from .._exceptions import (
     RunCancelled,
     RunFailed,
     StepFailed,
+    StepTimeout,
     UnknownWorkflowError,
 )
 from ..journal._codec import encode_exception, rebuild_exception
-from ..journal._events import RESOLUTION_KINDS, Event, Kind
+from ..journal._events import CANCELLATION_KINDS, RESOLUTION_KINDS, Event, Kind
 from ..journal._queries import events_of, steps_of, waits_of
 from ..journal._rows import RunRow, StepRow, WaitRow
 from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
 from ._interpreter import (
+    CancelCommand,
     ChildCommand,
     Command,
     Failure,
@@ -111,9 +113,12 @@ _COMMAND_KINDS = {
     Kind.CHILD_STARTED: "child",
 }
 _RESOLUTION_KINDS = RESOLUTION_KINDS
-_REPLAY_KINDS = frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | {Kind.HOOK_DISPOSED}
+_REPLAY_KINDS = (
+    frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | CANCELLATION_KINDS | {Kind.HOOK_DISPOSED}
+)
 #: New events that decide how an actor catches up with another process's writes.
 _FOLLOWED_KINDS = _REPLAY_KINDS | {Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
+_ENDED_STEP = frozenset({"completed", "failed", "cancelled"})
 _PROBLEM_KINDS: dict[type[Exception], str] = {
     NonDeterminismError: "non_determinism",
     DecodeError: "undecodable_payload",
@@ -210,6 +215,8 @@ class RunActor:
         self.waiting: dict[int, float] = {}
         self.pending_commands: dict[int, Command] = {}
         self.disposed_hooks: set[int] = set()
+        #: Positions whose work the workflow stopped waiting for (journaled as cancelled).
+        self.released: set[int] = set()
         self.cancelling = False
         self.children: set[str] = set()
         self.finishing: Outcome | None = None
@@ -270,6 +277,13 @@ class RunActor:
                     owner=self.sup.owner,
                     lease_seconds=self.sup.lease_seconds,
                 )
+            elif isinstance(command, CancelCommand):
+                if command.kind == "step":
+                    tx.cancel_step(self.run_id, command.cid, at)
+                elif command.kind == "sleep":
+                    tx.cancel_wait(self.run_id, command.cid, at)
+                else:
+                    tx.cancel_child(self.run_id, command.cid, f"{self.run_id}.{command.cid}", at)
             elif command.cid not in self.disposed_hooks:
                 tx.dispose_hook(self.run_id, command.cid, at)
 
@@ -321,6 +335,9 @@ class RunActor:
         self._note_resolutions(events)
         self.disposed_hooks.update(
             e.cid for e in events if e.kind == Kind.HOOK_DISPOSED and e.cid is not None
+        )
+        self.released.update(
+            e.cid for e in events if e.kind in CANCELLATION_KINDS and e.cid is not None
         )
 
     def _note_resolutions(self, events: list[Event]) -> None:
@@ -444,7 +461,7 @@ class RunActor:
                 continue
             if isinstance(command, StepCommand):
                 row = steps.get(cid)
-                if row is None or row.status in ("completed", "failed") or cid in self.in_flight:
+                if row is None or row.status in _ENDED_STEP or cid in self.in_flight:
                     continue
                 self._start_step(
                     command,
@@ -457,7 +474,6 @@ class RunActor:
                 if wait is not None and wait.status == "pending" and cid not in self.waiting:
                     self.waiting[cid] = wait.wake_at
                     self.sup.add_timer(wait.wake_at, self.run_id, cid)
-        self._cancel_abandoned_steps()
         if self.finishing is not None and not self.in_flight:
             await self._write([], [], self.sup.clock.now())
         if self.sup.cache_runs == 0:
@@ -512,10 +528,13 @@ class RunActor:
         recorded: dict[int, tuple[str, str]] = {}
         tokens: dict[int, str] = {}
         self.disposed_hooks = set()
+        self.released = set()
         for event in self.log:
             if event.cid is None:
                 continue
-            if event.kind == Kind.HOOK_CREATED:
+            if event.kind in CANCELLATION_KINDS:
+                self.released.add(event.cid)
+            elif event.kind == Kind.HOOK_CREATED:
                 assert event.payload is not None
                 assert event.name is not None
                 generated = self.sup.codec.decode(event.payload)
@@ -533,10 +552,14 @@ class RunActor:
         issued: dict[int, Command] = {}
         disposals: list[HookDisposeCommand] = []
 
+        cancels: list[CancelCommand] = []
+
         def collect(commands: list[Command]) -> None:
             for command in commands:
                 if isinstance(command, HookDisposeCommand):
                     disposals.append(command)
+                elif isinstance(command, CancelCommand):
+                    cancels.append(command)
                 else:
                     issued[command.cid] = command
 
@@ -549,7 +572,8 @@ class RunActor:
             self.finishing = interpreter.outcome
         self.pending_commands = {cid: issued[cid] for cid in interpreter.pending if cid in issued}
         new: list[Command] = [c for cid, c in sorted(issued.items()) if cid not in recorded]
-        return new + [d for d in disposals if d.cid not in self.disposed_hooks]
+        new += [d for d in disposals if d.cid not in self.disposed_hooks]
+        return new + [c for c in cancels if c.cid not in self.released]
 
     def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
         """Apply one journaled outcome to *interpreter*; return the commands that follow."""
@@ -594,14 +618,6 @@ class RunActor:
     def _cancel(self, interpreter: Interpreter, at: float) -> list[Command]:
         self.cancelling = True
         return interpreter.cancel(at)
-
-    def _cancel_abandoned_steps(self) -> None:
-        """After a cancel, stop the steps the workflow no longer waits for."""
-        interpreter = self.interpreter
-        if not self.cancelling or interpreter is None:
-            return
-        for cid in [cid for cid in self.in_flight if cid not in interpreter.pending]:
-            self.in_flight.pop(cid).cancel()
 
     def _outcome_of(self, event: Event) -> Outcome:
         if event.kind == Kind.WAIT_COMPLETED:
@@ -669,6 +685,8 @@ class RunActor:
                 continue
             if isinstance(message, StepDone):
                 self.in_flight.pop(message.cid, None)
+                if message.cid in self.released:
+                    continue  # it finished as it was cancelled: the cancel stands
                 ends.append(_end_step(self.run_id, message, at))
                 if message.ok:
                     value = self.sup.codec.decode(message.payload)
@@ -703,11 +721,10 @@ class RunActor:
         at: float,
     ) -> None:
         """Write outcomes and the commands that follow, then whatever hook conflicts cause."""
-        self._cancel_abandoned_steps()
         while True:
             if interpreter is not None and interpreter.outcome is not None and not self.finishing:
                 self.finishing = interpreter.outcome
-            ending = self.finishing is not None and not self.in_flight
+            ending = self.finishing is not None and not self._steps_left(commands)
             if not ends and not commands and not ending:
                 break
             events = await self._write_or_follow(ends, commands, at)
@@ -715,7 +732,6 @@ class RunActor:
                 self.notify_children()
             if events is None or self.done or interpreter is None:
                 return
-            self._cancel_abandoned_steps()
             for event in events:
                 if event.kind == Kind.STEP_COMPLETED:
                     for cid, value, size in resolved:
@@ -810,7 +826,9 @@ class RunActor:
     async def _write(
         self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
     ) -> list[Event]:
-        end = self.run_end(self.finishing) if self.finishing and not self.in_flight else None
+        end = None
+        if self.finishing and not self._steps_left(commands):
+            end = self.run_end(self.finishing)
         run_id = self.run_id
 
         owner, known = self.sup.owner, self.resolved_through
@@ -848,6 +866,11 @@ class RunActor:
             self.sup.finished(self, end)
         return events
 
+    def _steps_left(self, commands: list[Command]) -> bool:
+        """Whether steps of this run will still be running once *commands* are carried out."""
+        cancelled = {c.cid for c in commands if isinstance(c, CancelCommand) and c.kind == "step"}
+        return any(cid not in cancelled for cid in self.in_flight)
+
     def cancel_steps(self) -> None:
         for scope in self.in_flight.values():
             scope.cancel()
@@ -856,8 +879,13 @@ class RunActor:
     # -- steps and timers --------------------------------------------------------
 
     def launch(self, commands: list[Command], at: float) -> None:
+        cancelled = {c.cid for c in commands if isinstance(c, CancelCommand)}
         for command in commands:
-            if isinstance(command, StepCommand):
+            if isinstance(command, StepCommand | SleepCommand) and command.cid in cancelled:
+                continue  # issued and released in one activation: journaled, never started
+            if isinstance(command, CancelCommand):
+                self._release(command)
+            elif isinstance(command, StepCommand):
                 if not self.sup.stopping:
                     self._start_step(command, attempt=1, claimed=True)
             elif isinstance(command, SleepCommand):
@@ -867,6 +895,20 @@ class RunActor:
             elif isinstance(command, ChildCommand):
                 self.children.add(command.child_id)
                 self.sup.adopt(command.child_id)
+
+    def _release(self, command: CancelCommand) -> None:
+        """Carry out a journaled cancel here: stop the attempt, drop the timer, tell the child."""
+        self.released.add(command.cid)
+        if command.kind == "step":
+            scope = self.in_flight.pop(command.cid, None)
+            if scope is not None:
+                scope.cancel()
+        elif command.kind == "sleep":
+            self.waiting.pop(command.cid, None)
+        else:
+            child = self.sup.actors.get(f"{self.run_id}.{command.cid}")
+            if child is not None and not child.done:
+                self.sup.spawn(child.deliver, JournalChanged())
 
     def _start_step(
         self,
@@ -975,8 +1017,10 @@ class RunActor:
                     if definition.timeout is None:
                         result = await definition.invoke(command.args, command.kwargs)
                     else:
-                        with anyio.fail_after(definition.timeout):
+                        with anyio.move_on_after(definition.timeout) as deadline:
                             result = await definition.invoke(command.args, command.kwargs)
+                        if deadline.cancelled_caught:
+                            raise StepTimeout(command.name, definition.timeout, attempt)
             except BaseException:
                 # A failed attempt's chunks, too, are durable before its outcome.
                 if streams.touched:
@@ -1009,8 +1053,8 @@ class RunActor:
 
 
 def _positions(commands: list[Command]) -> list[int]:
-    """The positions *commands* would take (a disposal names its hook's, not a new one)."""
-    return [c.cid for c in commands if not isinstance(c, HookDisposeCommand)]
+    """The positions *commands* would take (a disposal or a cancel names an existing one)."""
+    return [c.cid for c in commands if not isinstance(c, HookDisposeCommand | CancelCommand)]
 
 
 def _error_payload(sup: Supervisor, error: BaseException) -> bytes:

@@ -12,7 +12,11 @@ step, a sleep, a group). Steps and sleeps get a correlation id (``cid``) in
 the order they are issued and come out of :meth:`Interpreter.start` /
 :meth:`Interpreter.resolve` as *commands* for the caller to carry out. Groups
 are handled inside: they spawn fibers and resume their owner when the join
-condition holds (every child for gather, the first for race).
+condition holds (every child for gather, the first for race). Groups are
+structured: when a race has its first outcome, or a gather member fails, the
+other members are cancelled before the owner resumes (their coroutines are
+closed, and a :class:`CancelCommand` releases each step, sleep or child run
+they still waited for).
 
 The caller feeds back *resolutions* (``resolve(cid, outcome, at)``) in journal
 order; after each one the interpreter runs every ready fiber, in FIFO order,
@@ -33,17 +37,39 @@ import contextvars
 import random
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
 
 import attrs
 
 from .._exceptions import Cancelled, EncodeError, NonDeterminismError, RunwrightError
+from ._commands import (
+    HOOK_ENDED,
+    CancelCommand,
+    ChildCommand,
+    ChildResult,
+    Command,
+    Failure,
+    GroupRequest,
+    HookCommand,
+    HookDisposeCommand,
+    HookReceive,
+    Outcome,
+    SleepCommand,
+    SleepRequest,
+    StartChildRequest,
+    StepCommand,
+    StepRequest,
+    Value,
+    describe,
+)
 
 __all__ = [
     "HOOK_ENDED",
+    "CancelCommand",
     "ChildCommand",
     "ChildResult",
+    "Command",
     "Failure",
     "GroupRequest",
     "HookCommand",
@@ -65,160 +91,12 @@ current_interpreter: contextvars.ContextVar[Interpreter | None] = contextvars.Co
 )
 
 
-@attrs.frozen
-class Value:
-    value: Any
-
-
-@attrs.frozen
-class Failure:
-    error: BaseException
-
-
-Outcome = Value | Failure
-
-
-# -- requests: what awaitables yield to the interpreter ---------------------------
-
-
-class _Yields:
-    """Awaiting it hands the object itself to the interpreter, which sends the result back."""
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return (yield self)
-
-
-@attrs.frozen(eq=False)
-class _Call(_Yields):
-    name: str
-    definition: Any
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    encode_args: Callable[[], bytes]
-
-
-@attrs.frozen(eq=False)
-class StepRequest(_Call):
-    """A step call; *encode_args* turns the arguments into journal bytes or raises."""
-
-
-@attrs.frozen(eq=False)
-class StartChildRequest(_Call):
-    """Start a child run of *definition*; resumes at once with the child's position."""
-
-
-@attrs.frozen(eq=False)
-class SleepRequest(_Yields):
-    """A durable sleep: *seconds* from when it is first journaled, or *until* (epoch)."""
-
-    seconds: float | None
-    until: float | None
-
-
-@attrs.frozen(eq=False)
-class HookReceive(_Yields):
-    """The next payload of hook *cid* (HOOK_ENDED once it is disposed and drained)."""
-
-    cid: int
-
-
-@attrs.frozen(eq=False)
-class ChildResult(_Yields):
-    """The outcome of the child started at position *cid*."""
-
-    cid: int
-
-
-#: What a HookReceive gets when its hook is disposed and no payload is left.
-HOOK_ENDED = object()
-
-
-@attrs.frozen(eq=False)
-class GroupRequest(_Yields):
-    kind: Literal["gather", "race"]
-    awaitables: tuple[Awaitable[Any], ...]
-
-
-# -- commands: what the interpreter asks its caller to carry out -------------------
-
-
-@attrs.frozen
-class StepCommand:
-    cid: int
-    name: str
-    definition: Any
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    encoded_args: bytes
-
-    @property
-    def label(self) -> tuple[str, str]:
-        return ("step", self.name)
-
-
-@attrs.frozen
-class SleepCommand:
-    cid: int
-    seconds: float | None
-    until: float | None
-
-    @property
-    def label(self) -> tuple[str, str]:
-        return ("sleep", "sleep")
-
-
-@attrs.frozen
-class HookCommand:
-    """Create hook *cid*; a generated token is recorded so that replay reuses it."""
-
-    cid: int
-    token: str
-    generated: bool
-
-    @property
-    def label(self) -> tuple[str, str]:
-        return ("hook", "" if self.generated else self.token)
-
-
-@attrs.frozen
-class ChildCommand:
-    """Start child run *child_id* (derived from the parent's id and *cid*)."""
-
-    cid: int
-    name: str
-    child_id: str
-    encoded_args: bytes
-
-    @property
-    def label(self) -> tuple[str, str]:
-        return ("child", self.name)
-
-
-@attrs.frozen
-class HookDisposeCommand:
-    """Dispose hook *cid* (not a position of its own: the hook's cid names it)."""
-
-    cid: int
-
-
-Command = StepCommand | SleepCommand | HookCommand | HookDisposeCommand | ChildCommand
-
-
-def describe(label: tuple[str, str]) -> str:
-    kind, name = label
-    if kind == "step":
-        return f"step {name!r}"
-    if kind == "hook":
-        return f"hook {name!r}" if name else "hook (generated token)"
-    if kind == "child":
-        return f"child workflow {name!r}"
-    return kind
-
-
 @attrs.define(eq=False)
 class _ChildState:
+    starter: _Fiber
     outcome: Outcome | None = None
     waiters: deque[_Fiber] = attrs.field(factory=deque)
+    cancelled: bool = False
 
 
 @attrs.define(eq=False)
@@ -236,6 +114,7 @@ class _Group:
     owner: _Fiber
     results: list[Any]
     remaining: int
+    members: list[_Fiber] = attrs.field(factory=list)
     done: bool = False
 
 
@@ -245,6 +124,8 @@ class _Fiber:
     group: _Group | None = None
     index: int = 0
     finished: bool = False
+    #: The group this fiber awaits, if any: its members are cancelled with it.
+    awaiting: _Group | None = None
 
 
 async def _adopt(awaitable: Awaitable[Any]) -> Any:
@@ -278,7 +159,9 @@ class Interpreter:
         self._recorded = recorded or {}
         self._next_cid = 0
         self._ready: deque[tuple[_Fiber, Outcome | None]] = deque()
-        self._fibers: set[_Fiber] = set()
+        # A dict, not a set: fibers are closed in the order they were spawned.
+        self._fibers: dict[_Fiber, None] = {}
+        self._sleeps: set[int] = set()
         self._commands: list[Command] = []
         self._main: _Fiber | None = None
         self._broken = False
@@ -343,15 +226,59 @@ class Interpreter:
         self._cancelled = True
         self.now = max(self.now, at)
         main = self._main
-        for fiber in list(self._fibers):
-            if fiber is not main:
-                self._close(fiber)
-        self.pending.clear()
+        main.awaiting = None
+        # Children need no command of their own: the run's cancel reaches them all.
+        for child in self._children.values():
+            child.cancelled = True
+        self._cancel_fibers([fiber for fiber in self._fibers if fiber is not main])
+        for cid in list(self.pending):
+            self._abandon(cid)
         for state in self._hooks.values():
             state.waiters.clear()
         self._ready = deque(item for item in self._ready if item[0] is main)
         self._ready.append((main, Failure(Cancelled(self.run_id))))
         return self._run()
+
+    def _cancel_fibers(self, fibers: list[_Fiber]) -> None:
+        """Cancel *fibers*, and the groups they await, as a task group cancels its tasks.
+
+        What they wait for is released (a CancelCommand for each step, sleep
+        and child run they started and still wait for), then each coroutine is
+        closed, innermost first: ``finally`` blocks and context managers run,
+        but a cancelled branch cannot await anything more (as in trio, where a
+        cancelled task's cleanup cannot block).
+        """
+        doomed: list[_Fiber] = []
+
+        def collect(fiber: _Fiber) -> None:
+            if fiber.finished or fiber in doomed:
+                return
+            doomed.append(fiber)
+            if fiber.awaiting is not None:
+                for member in fiber.awaiting.members:
+                    collect(member)
+
+        for fiber in fibers:
+            collect(fiber)
+        if not doomed:
+            return
+        gone = set(doomed)
+        for cid, fiber in list(self.pending.items()):
+            if fiber in gone:
+                self._abandon(cid)
+        for cid, child in self._children.items():
+            child.waiters = deque(f for f in child.waiters if f not in gone)
+            if child.outcome is None and not child.cancelled and child.starter in gone:
+                child.cancelled = True
+                self._commands.append(CancelCommand(cid, "child"))
+        for state in self._hooks.values():
+            state.waiters = deque(f for f in state.waiters if f not in gone)
+        for fiber in reversed(doomed):
+            self._close(fiber)
+
+    def _abandon(self, cid: int) -> None:
+        del self.pending[cid]
+        self._commands.append(CancelCommand(cid, "sleep" if cid in self._sleeps else "step"))
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -419,7 +346,7 @@ class Interpreter:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], group: _Group | None, index: int) -> _Fiber:
         fiber = _Fiber(coro, group, index)
-        self._fibers.add(fiber)
+        self._fibers[fiber] = None
         self._ready.append((fiber, None))
         return fiber
 
@@ -474,6 +401,7 @@ class Interpreter:
             )
         elif isinstance(request, SleepRequest):
             cid = self._issue(fiber, ("sleep", "sleep"))
+            self._sleeps.add(cid)
             self._commands.append(SleepCommand(cid, request.seconds, request.until))
         elif isinstance(request, GroupRequest):
             self._group(fiber, request)
@@ -517,7 +445,7 @@ class Interpreter:
             return
         cid = self._issue(None, ("child", request.name))
         child_id = f"{self.run_id}.{cid}"
-        self._children[cid] = _ChildState()
+        self._children[cid] = _ChildState(fiber)
         self._commands.append(ChildCommand(cid, request.name, child_id, encoded))
         self._ready.append((fiber, Value((cid, child_id))))
 
@@ -556,12 +484,13 @@ class Interpreter:
                 self._ready.append((owner, Value([])))
             return
         group = _Group(request.kind, owner, [None] * count, count)
+        owner.awaiting = group
         for index, awaitable in enumerate(request.awaitables):
-            self._spawn(_adopt(awaitable), group, index)
+            group.members.append(self._spawn(_adopt(awaitable), group, index))
 
     def _finish(self, fiber: _Fiber, outcome: Outcome) -> None:
         fiber.finished = True
-        self._fibers.discard(fiber)
+        self._fibers.pop(fiber, None)
         if fiber is self._main:
             self.outcome = outcome
             return
@@ -569,14 +498,20 @@ class Interpreter:
         if group is None or group.done:
             return
         if isinstance(outcome, Failure) or group.kind == "race":
-            group.done = True
-            self._ready.append((group.owner, outcome))
+            # A race has its winner, or a gather member failed: the rest are
+            # cancelled before the owner sees the outcome.
+            self._settle(group, outcome)
+            self._cancel_fibers(group.members)
             return
         group.results[fiber.index] = outcome.value
         group.remaining -= 1
         if group.remaining == 0:
-            group.done = True
-            self._ready.append((group.owner, Value(group.results)))
+            self._settle(group, Value(group.results))
+
+    def _settle(self, group: _Group, outcome: Outcome) -> None:
+        group.done = True
+        group.owner.awaiting = None
+        self._ready.append((group.owner, outcome))
 
     def _close(self, fiber: _Fiber) -> None:
         """Close a fiber's coroutine without letting it do anything.
@@ -587,12 +522,18 @@ class Interpreter:
         for real, and whatever it issues is discarded.
         """
         fiber.finished = True
-        self._fibers.discard(fiber)
+        self._fibers.pop(fiber, None)
         commands, next_cid = self._commands, self._next_cid
+        self._commands = []
         token = current_interpreter.set(self)
         try:
             with contextlib.suppress(RuntimeError):
                 fiber.coro.close()
         finally:
             current_interpreter.reset(token)
+            # Leaving ``async with hook`` disposes it; a disposal takes no
+            # position, so it is kept. Anything else issued here is not.
+            commands += [
+                c for c in self._commands if isinstance(c, HookDisposeCommand) and c.cid < next_cid
+            ]
             self._commands, self._next_cid = commands, next_cid

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["AWAITED_KINDS", "RESOLUTION_KINDS", "STREAM_KINDS", "Event", "Kind"]
+__all__ = [
+    "AWAITED_KINDS",
+    "CANCELLATION_KINDS",
+    "RESOLUTION_KINDS",
+    "STREAM_KINDS",
+    "Event",
+    "Kind",
+]
 
 
 class Kind:
@@ -21,8 +28,10 @@ class Kind:
     STEP_RETRYING = "step_retrying"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
+    STEP_CANCELLED = "step_cancelled"
     WAIT_CREATED = "wait_created"
     WAIT_COMPLETED = "wait_completed"
+    WAIT_CANCELLED = "wait_cancelled"
     HOOK_CREATED = "hook_created"
     HOOK_RECEIVED = "hook_received"
     HOOK_CONFLICT = "hook_conflict"
@@ -30,6 +39,7 @@ class Kind:
     CANCEL_REQUESTED = "cancel_requested"
     CHILD_STARTED = "child_started"
     CHILD_COMPLETED = "child_completed"
+    CHILD_CANCELLED = "child_cancelled"
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
 
@@ -46,6 +56,10 @@ RESOLUTION_KINDS = frozenset(
         Kind.CHILD_COMPLETED,
     }
 )
+
+#: Work a run no longer waits for (a race's losers, a failed gather's others),
+#: released in the same write as the outcome that settled it.
+CANCELLATION_KINDS = frozenset({Kind.STEP_CANCELLED, Kind.WAIT_CANCELLED, Kind.CHILD_CANCELLED})
 
 #: Events about a run's streams: they never move its workflow on.
 STREAM_KINDS = frozenset({Kind.STREAM_APPENDED, Kind.STREAM_CLOSED})

@@ -10,12 +10,13 @@ Runs::
     pending ──► running ──► completed | failed | cancelled
        └──────────────────► cancelled
 
-Steps (``running ──► running`` is a new attempt after an interrupted one)::
+Steps (``running ──► running`` is a new attempt after an interrupted one;
+a step the workflow stopped waiting for is cancelled from any live state)::
 
     scheduled ──► running ──► completed | failed
                     ▲  │
                     │  ▼
-                  retrying
+                  retrying          scheduled | running | retrying ──► cancelled
 
 Waits::
 
@@ -61,11 +62,12 @@ RUN_TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 STEP_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "scheduled": frozenset({"running"}),
-    "running": frozenset({"running", "retrying", "completed", "failed"}),
-    "retrying": frozenset({"running"}),
+    "scheduled": frozenset({"running", "cancelled"}),
+    "running": frozenset({"running", "retrying", "completed", "failed", "cancelled"}),
+    "retrying": frozenset({"running", "cancelled"}),
     "completed": frozenset(),
     "failed": frozenset(),
+    "cancelled": frozenset(),
 }
 
 WAIT_TRANSITIONS: Mapping[str, frozenset[str]] = {

@@ -53,6 +53,7 @@ _RUN_FINISH_FROM = {
     target: _in(sources(RUN_TRANSITIONS, target)) for target in ("completed", "failed", "cancelled")
 }
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
+_STEP_CANCEL_FROM = _in(sources(STEP_TRANSITIONS, "cancelled"))
 _ENDED_RUN = ("completed", "failed", "cancelled")
 _WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
 _WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
@@ -398,6 +399,23 @@ class Tx:
         )
         return True
 
+    def cancel_step(self, run_id: str, cid: int, at: float) -> bool:
+        """The workflow no longer waits for step *cid*: its attempt is not retried.
+
+        False if the step already ended (its outcome was written first).
+        """
+        row = self._conn.execute(
+            "UPDATE steps SET status = 'cancelled', retry_at = NULL "
+            f"WHERE run_id = ? AND cid = ? AND status IN {_STEP_CANCEL_FROM} "
+            "RETURNING name, attempt",
+            (run_id, cid),
+        ).fetchone()
+        if row is None:
+            return False
+        name, attempt = str(row[0]), int(row[1])
+        self.append(run_id, Kind.STEP_CANCELLED, at, cid=cid, attempt=attempt, name=name)
+        return True
+
     # -- hooks ------------------------------------------------------------------
 
     def create_hook(self, run_id: str, cid: int, token: str, payload: bytes, at: float) -> bool:
@@ -447,6 +465,26 @@ class Tx:
         if cur.rowcount != 1:
             return None
         return self.append(run_id, Kind.WAIT_COMPLETED, at, cid=cid, name="sleep")
+
+    def cancel_wait(self, run_id: str, cid: int, at: float) -> bool:
+        """The workflow no longer waits for sleep *cid*: its timer will not fire."""
+        cur = self._conn.execute(
+            f"UPDATE waits SET status = 'cancelled' WHERE run_id = ? AND cid = ? "
+            f"AND status IN {_WAIT_CANCEL_FROM}",
+            (run_id, cid),
+        )
+        if cur.rowcount != 1:
+            return False
+        self.append(run_id, Kind.WAIT_CANCELLED, at, cid=cid, name="sleep")
+        return True
+
+    def cancel_child(self, run_id: str, cid: int, child_id: str, at: float) -> str:
+        """The workflow no longer waits for the child it started at *cid*: cancel it.
+
+        Returns what :meth:`request_cancel` says of the child.
+        """
+        self.append(run_id, Kind.CHILD_CANCELLED, at, cid=cid, name=child_id)
+        return self.request_cancel(child_id, at)
 
     # -- streams ------------------------------------------------------------------
 

@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 
 import runwright as rw
 from runwright.actors._interpreter import (
+    CancelCommand,
+    ChildResult,
     Command,
     Failure,
     GroupRequest,
+    HookDisposeCommand,
     Interpreter,
     SleepCommand,
     SleepRequest,
+    StartChildRequest,
     StepCommand,
     StepRequest,
     Value,
@@ -76,15 +80,104 @@ def test_gather_raises_the_first_error_in_delivery_order():
     assert interp.outcome == Value("caught b")
 
 
-def test_race_takes_the_first_resolution_and_leaves_the_rest_pending():
+def test_race_cancels_the_losers_before_the_body_goes_on():
     async def body() -> Any:
         return await GroupRequest("race", (step("slow"), SleepRequest(5, None)))
 
     interp = make(body)
     commands = interp.start()
     assert isinstance(commands[1], SleepCommand)
-    interp.resolve(1, Value(None), 1.0)
+    assert interp.resolve(1, Value(None), 1.0) == [CancelCommand(0, "step")]
     assert interp.outcome == Value(None)
+    assert interp.pending == {}
+    # A late outcome of the cancelled step changes nothing.
+    assert interp.resolve(0, Value("late"), 2.0) == []
+
+
+def test_a_failing_gather_member_cancels_its_siblings_first():
+    cleaned: list[str] = []
+
+    async def member(name: str) -> Any:
+        try:
+            return await step(name)
+        finally:
+            cleaned.append(name)
+
+    async def body() -> Any:
+        try:
+            await GroupRequest("gather", (member("a"), step("b"), SleepRequest(9, None)))
+        except KeyError:
+            return list(cleaned)
+        return "no"
+
+    interp = make(body)
+    interp.start()
+    assert interp.resolve(1, Failure(KeyError("b")), 1.0) == [
+        CancelCommand(0, "step"),
+        CancelCommand(2, "sleep"),
+    ]
+    assert interp.outcome == Value(["a"])
+
+
+def test_a_cancelled_branch_cancels_its_own_groups_and_children():
+    async def branch() -> Any:
+        child = await StartChildRequest("kid", None, (), {}, lambda: b"")
+        inner = GroupRequest("gather", (step("x"), GroupRequest("race", (SleepRequest(7, None),))))
+        return child, await inner
+
+    async def body() -> Any:
+        return await GroupRequest("race", (branch(), step("fast")))
+
+    interp = make(body)
+    issued = interp.start()
+    assert [c.label for c in issued] == [("child", "kid"), ("step", "fast"), ("step", "x"),
+                                         ("sleep", "sleep")]  # fmt: skip
+    cancels = interp.resolve(1, Value("won"), 1.0)
+    assert sorted((c.cid, c.kind) for c in cancels) == [
+        (0, "child"),
+        (2, "step"),
+        (3, "sleep"),
+    ]
+    assert interp.outcome == Value("won")
+
+
+def test_a_child_awaited_but_not_started_by_the_loser_keeps_running():
+    async def body() -> Any:
+        cid, _ = await StartChildRequest("kid", None, (), {}, lambda: b"")
+        return await GroupRequest("race", (ChildResult(cid), SleepRequest(1, None)))
+
+    interp = make(body)
+    interp.start()
+    assert interp.resolve(1, Value(None), 1.0) == []
+    assert interp.outcome == Value(None)
+
+
+def test_leaving_a_hook_in_a_cancelled_branch_disposes_it():
+    async def waits_for_approval() -> Any:
+        async with rw.hook("approve") as approval:
+            return await approval
+
+    async def body() -> Any:
+        return await GroupRequest("race", (waits_for_approval(), SleepRequest(60, None)))
+
+    interp = make(body)
+    assert [c.label for c in interp.start()] == [("hook", "approve"), ("sleep", "sleep")]
+    assert interp.resolve(1, Value(None), 1.0) == [HookDisposeCommand(0)]
+    assert interp.outcome == Value(None)
+
+
+def test_run_cancel_releases_everything_the_body_waited_for():
+    async def body() -> Any:
+        try:
+            await GroupRequest("gather", (step("a"), SleepRequest(5, None)))
+        except rw.Cancelled:
+            return "cleaned up"
+        return "no"
+
+    interp = make(body)
+    interp.start()
+    assert interp.cancel(1.0) == [CancelCommand(0, "step"), CancelCommand(1, "sleep")]
+    assert interp.outcome == Value("cleaned up")
 
 
 def test_nested_groups_with_plain_coroutines():
@@ -246,38 +339,56 @@ def body_for(shape: Shape) -> Callable[[], Coroutine[Any, Any, Any]]:
     return lambda: build(shape, "r")
 
 
+def _positions(commands: list[Command]) -> list[int]:
+    return [c.cid for c in commands if not isinstance(c, CancelCommand)]
+
+
+def _cancelled(commands: list[Command]) -> set[int]:
+    return {c.cid for c in commands if isinstance(c, CancelCommand)}
+
+
 def drive(shape: Shape, picks: list[int], recorded: dict[int, tuple[str, str]] | None = None):
-    """Run *shape*, resolving pending commands in the order *picks* chooses."""
+    """Run *shape*, resolving pending commands in the order *picks* chooses.
+
+    A cancelled command is never resolved (its outcome would not be journaled).
+    """
     interp = make(body_for(shape), recorded=recorded)
     issued = list(interp.start())
-    pending = [c.cid for c in issued]
+    pending = [cid for cid in _positions(issued) if cid not in _cancelled(issued)]
     log: list[int] = []
+
+    def resolve(cid: int) -> None:
+        log.append(cid)
+        new = interp.resolve(cid, Value(f"v{cid}"), float(len(log)))
+        issued.extend(new)
+        cancelled = _cancelled(new)
+        pending[:] = [c for c in pending + _positions(new) if c not in cancelled]
+
     for pick in picks:
         if not pending or interp.outcome is not None:
             break
-        cid = pending.pop(pick % len(pending))
-        log.append(cid)
-        new = interp.resolve(cid, Value(f"v{cid}"), float(len(log)))
-        issued += new
-        pending += [c.cid for c in new]
+        resolve(pending.pop(pick % len(pending)))
     while pending and interp.outcome is None:
-        cid = pending.pop(0)
-        log.append(cid)
-        new = interp.resolve(cid, Value(f"v{cid}"), float(len(log)))
-        issued += new
-        pending += [c.cid for c in new]
+        resolve(pending.pop(0))
     return interp, issued, log
 
 
 def replay(
     shape: Shape, issued: list[Command], log: list[int]
 ) -> tuple[Interpreter, list[Command]]:
-    recorded = {c.cid: c.label for c in issued}
+    recorded = {c.cid: c.label for c in issued if not isinstance(c, CancelCommand)}
     interp = make(body_for(shape), recorded=recorded)
     again = list(interp.start())
     for index, cid in enumerate(log, start=1):
         again += interp.resolve(cid, Value(f"v{cid}"), float(index))
     return interp, again
+
+
+def _summary(commands: list[Command]) -> list[tuple[str, int, Any]]:
+    return [
+        ("cancel", c.cid, c.kind) if isinstance(c, CancelCommand) else ("issue", c.cid, c.label)
+        for c in commands
+    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -286,12 +397,23 @@ def test_replay_in_journal_order_reproduces_commands_and_outcome(shape: Shape, p
     first, issued, log = drive(shape, picks)
     assert first.outcome is not None
     second, again = replay(shape, issued, log)
-    assert [(c.cid, c.label) for c in again] == [(c.cid, c.label) for c in issued]
+    assert _summary(again) == _summary(issued)
     assert second.outcome == first.outcome
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=shapes(), picks=st.lists(st.integers(0, 50), max_size=40))
+def test_when_the_body_returns_nothing_it_started_is_left_running(shape: Shape, picks: list[int]):
+    """Structured concurrency: every command is resolved or cancelled by the end."""
+    first, issued, log = drive(shape, picks)
+    assert first.outcome is not None
+    assert set(_positions(issued)) == set(log) | _cancelled(issued)
+    assert not set(log) & _cancelled(issued)
+    assert first.pending == {}
 
 
 @settings(max_examples=100, deadline=None)
 @given(shape=shapes(), picks=st.lists(st.integers(0, 50), max_size=40))
 def test_correlation_ids_are_dense_and_in_issue_order(shape: Shape, picks: list[int]):
     _, issued, _ = drive(shape, picks)
-    assert [c.cid for c in issued] == list(range(len(issued)))
+    assert _positions(issued) == list(range(len(_positions(issued))))
