@@ -12,8 +12,10 @@ holds definitions only; there is no process-wide runtime.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -221,14 +223,38 @@ def step(
     return decorate if fn is None else decorate(fn)
 
 
-class WorkflowDefinition(Generic[P, R]):
-    """An ``async def`` decorated with ``@rw.workflow``."""
+def duration(value: float | dt.timedelta, what: str) -> float:
+    """*value* (seconds or a timedelta) as seconds, which must be finite and > 0."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{what} must be seconds or a timedelta, got {value!r}")
+    if not (0 < seconds < math.inf):
+        raise ValueError(f"{what} must be > 0 seconds, got {value!r}")
+    return seconds
 
-    def __init__(self, fn: Callable[P, Coroutine[Any, Any, R]], *, name: str | None) -> None:
+
+class WorkflowDefinition(Generic[P, R]):
+    """An ``async def`` decorated with ``@rw.workflow``.
+
+    ``timeout`` (seconds) is the deadline every run of it gets unless
+    ``runtime.start(..., timeout=)`` gives another.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        *,
+        name: str | None,
+        timeout: float | dt.timedelta | None = None,
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@rw.workflow needs an async def function, got {fn!r}")
         self.fn = fn
         self.name = name or _default_name(fn)
+        self.timeout = None if timeout is None else duration(timeout, "timeout")
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
@@ -266,19 +292,29 @@ class _WorkflowDecorator(Protocol):
 @overload
 def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowDefinition[P, R]: ...
 @overload
-def workflow(*, name: str | None = None) -> _WorkflowDecorator: ...
+def workflow(
+    *, name: str | None = None, timeout: float | dt.timedelta | None = None
+) -> _WorkflowDecorator: ...
 
 
-def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float | dt.timedelta | None = None,
+) -> Any:
     """Make an ``async def`` a durable workflow, registered under *name*.
 
     The default name is ``module.qualname``. Registering a different function
     under a name already taken raises ValueError; redefining the same function
-    (same module and qualname, e.g. on reload) replaces it.
+    (same module and qualname, e.g. on reload) replaces it. *timeout* bounds
+    each run (and each child run) of it: when it passes, the run is cancelled
+    ("timed out"), durably, across restarts and processes.
     """
 
     def decorate(f: Callable[..., Any]) -> WorkflowDefinition[Any, Any]:
-        definition = WorkflowDefinition(f, name=name)
+        definition = WorkflowDefinition(f, name=name, timeout=timeout)
         existing = _registry.get(definition.name)
         if existing is not None and _origin(existing.fn) != _origin(f):
             raise ValueError(

@@ -279,11 +279,14 @@ class RunFailed(RunwrightError):
 
 
 class RunCancelled(RunwrightError):
-    """The run was cancelled before it finished."""
+    """The run was cancelled before it finished; ``reason`` says why if the journal does
+    ("timed out" when its ``timeout=`` passed)."""
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} was cancelled")
+    def __init__(self, run_id: str, reason: str | None = None) -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(f"run {run_id} was cancelled{because}")
         self.run_id = run_id
+        self.reason = reason
 
 
 class RunTimeout(RunwrightError, TimeoutError):

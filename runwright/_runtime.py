@@ -12,7 +12,7 @@ import anyio.abc
 import attrs
 
 from ._clock import Clock, SystemClock
-from ._definitions import WorkflowDefinition
+from ._definitions import WorkflowDefinition, duration
 from ._exceptions import RunCancelled, RunFailed, RunNotFound
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._actor import RunEnd
@@ -272,16 +272,22 @@ class Runtime:
         /,
         *args: Any,
         key: str | None = None,
+        timeout: float | dt.timedelta | None = None,
         **kwargs: Any,
     ) -> RunHandle[R]:
         """Start a run of *workflow*; returns once it is journaled, before its first step runs.
 
         With *key*, a second start with the same key returns the first run and
-        starts nothing.
+        starts nothing. *timeout* (seconds or a timedelta; default the
+        workflow's own ``timeout=``) is a durable deadline: when it passes, the
+        run is cancelled as by ``run.cancel()`` and ends CANCELLED, "timed out".
         """
         if not isinstance(workflow, WorkflowDefinition):
             raise TypeError(f"runtime.start() needs an @rw.workflow, got {workflow!r}")
-        run_id = await self._supervisor_or_fail().start_run(workflow, args, kwargs, key)
+        seconds = workflow.timeout if timeout is None else duration(timeout, "timeout")
+        run_id = await self._supervisor_or_fail().start_run(
+            workflow, args, kwargs, key, timeout=seconds
+        )
         return RunHandle(self, run_id)
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
@@ -317,7 +323,7 @@ class Runtime:
             assert end.outcome is not None
             return self.codec.decode(end.outcome)
         if end.status == "cancelled":
-            raise RunCancelled(run_id)
+            raise RunCancelled(run_id, end.error_message)
         info: Any = self.codec.decode(end.outcome) if end.outcome is not None else {}
         cause = rebuild_exception(info) if isinstance(info, dict) else None
         raise RunFailed(

@@ -84,6 +84,11 @@ async def times_out() -> str:
     return "gave up"
 
 
+@rw.workflow
+async def awaits_approval() -> str:
+    return await rw.hook("cli-approval")
+
+
 @rw.step(retries=0, timeout=0.01)
 async def too_slow() -> None:
     await anyio.sleep_forever()
@@ -357,6 +362,30 @@ async def test_show_a_step_that_timed_out(
     message = f"rw.StepTimeout: step {too_slow.name!r} attempt 1 timed out after 0.01s"
     assert f"step #0 {too_slow.name}(): failed\n" in out
     assert f"error {message}\n" in out
+
+
+@pytest.mark.anyio
+async def test_show_a_run_that_timed_out(
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with runtime(db, clock) as rt:
+        handle = await rt.start(awaits_approval, timeout=90)
+        await clock.jump()
+        with pytest.raises(rw.RunCancelled):
+            await handle.result()
+
+    assert await cli("runs", "show", handle.id, "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    ended = "2027-01-15T08:01:30.000Z"
+    assert "status    cancelled\n" in out
+    assert "reason    timed out\n" in out
+    assert f"  {START_ISO}  run deadline: {ended}\n" in out
+    assert f"  {ended}  cancel_requested: timed out\n" in out
+    assert f"  {ended}  run cancelled\n" in out
+    assert await cli("runs", "show", handle.id, "--db", str(db), "--json") == 0
+    timeline = json.loads(capsys.readouterr().out)["timeline"]
+    assert {"type": "run", "event": "deadline", "at": "2027-01-15T08:00:00.000000Z",
+            "detail": ended} in timeline  # fmt: skip
 
 
 @pytest.mark.anyio

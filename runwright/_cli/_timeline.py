@@ -131,15 +131,19 @@ class _Mark:
 
     kind: str
     at: float
+    #: What else the event says: a deadline's time, a cancel's reason.
+    detail: str | None = None
 
     def as_json(self) -> dict[str, object]:
+        extra = {} if self.detail is None else {"detail": self.detail}
         if self.kind.startswith("run_"):
             return {
                 "type": "run",
                 "event": self.kind.removeprefix("run_"),
                 "at": iso_json(self.at),
+                **extra,
             }
-        return {"type": "event", "kind": self.kind, "at": iso_json(self.at)}
+        return {"type": "event", "kind": self.kind, "at": iso_json(self.at), **extra}
 
 
 @attrs.define
@@ -245,6 +249,12 @@ def build_view(
                 attempt.ended_at, attempt.outcome = event.at, "cancelled"
         elif kind == Kind.WAIT_CANCELLED and event.cid in sleeps:
             sleeps[event.cid].status = "cancelled"
+        elif kind == Kind.RUN_DEADLINE:
+            deadline = decode(codec, event.payload)
+            when = iso(deadline) if isinstance(deadline, float) else None
+            timeline.append(_Mark(kind, event.at, when))
+        elif kind == Kind.CANCEL_REQUESTED:
+            timeline.append(_Mark(kind, event.at, event.name))
         elif kind == Kind.WAIT_CREATED and event.cid is not None:
             wake_at = decode(codec, event.payload)
             sleep = _Sleep(event.cid, event.at, wake_at if isinstance(wake_at, float) else None)
@@ -311,6 +321,8 @@ def print_view(view: RunView) -> None:
         fields.append(("result", view.result))
     if view.error is not None:
         fields.append(("error", view.error.summary()))
+    if row.status == "cancelled" and row.error_message:
+        fields.append(("reason", row.error_message))
     for label, value in fields:
         print(f"{label:<9} {value}")
     if view.problem is not None:
@@ -334,7 +346,7 @@ def _entry_lines(entry: _Entry) -> list[str]:
     """Timeline rows: a time column, then what happened (attempts indented under their step)."""
     if isinstance(entry, _Mark):
         what = entry.kind.replace("_", " ") if entry.kind.startswith("run_") else entry.kind
-        return [_row(entry.at, what)]
+        return [_row(entry.at, what if entry.detail is None else f"{what}: {entry.detail}")]
     if isinstance(entry, _Streamed):
         if entry.closed:
             return [_row(entry.at, f"stream {entry.name!r} closed")]

@@ -69,10 +69,16 @@ from .._exceptions import (
     UnknownWorkflowError,
 )
 from ..journal._codec import encode_exception, rebuild_exception
-from ..journal._events import CANCELLATION_KINDS, RESOLUTION_KINDS, Event, Kind
+from ..journal._events import (
+    CANCELLATION_KINDS,
+    DEADLINE_CID,
+    RESOLUTION_KINDS,
+    Event,
+    Kind,
+)
 from ..journal._queries import events_of, steps_of, waits_of
 from ..journal._rows import RunRow, StepRow, WaitRow
-from ..journal._tx import Tx
+from ..journal._tx import TIMED_OUT, Tx
 from ..streams._hub import AttemptStreams, current_attempt
 from ._interpreter import (
     CancelCommand,
@@ -218,6 +224,8 @@ class RunActor:
         #: Positions whose work the workflow stopped waiting for (journaled as cancelled).
         self.released: set[int] = set()
         self.cancelling = False
+        #: Why the run is being cancelled, if the request said ("timed out").
+        self.cancel_reason: str | None = None
         self.children: set[str] = set()
         self.finishing: Outcome | None = None
         self.done = False
@@ -277,6 +285,9 @@ class RunActor:
                     owner=self.sup.owner,
                     lease_seconds=self.sup.lease_seconds,
                 )
+                if command.timeout is not None:
+                    deadline = at + command.timeout
+                    tx.set_deadline(command.child_id, deadline, codec.encode(deadline), at)
             elif isinstance(command, CancelCommand):
                 if command.kind == "step":
                     tx.cancel_step(self.run_id, command.cid, at)
@@ -297,7 +308,8 @@ class RunActor:
     def run_end(self, outcome: Outcome) -> RunEnd:
         codec = self.sup.codec
         if self.cancelling:
-            return RunEnd("cancelled", codec.encode(None))
+            reason = self.cancel_reason
+            return RunEnd("cancelled", codec.encode(reason), error_message=reason)
         if isinstance(outcome, Value):
             try:
                 return RunEnd("completed", codec.encode(outcome.value))
@@ -456,6 +468,9 @@ class RunActor:
                 break
         steps = {s.cid: s for s in step_rows}
         waits = {w.cid: w for w in wait_rows}
+        deadline = next((w for w in wait_rows if w.cid == DEADLINE_CID), None)
+        if deadline is not None and deadline.status == "pending" and not self.cancelling:
+            self.set_deadline(deadline.wake_at)
         for cid, command in sorted(self.pending_commands.items()):
             if any(c.cid == cid for c in new):
                 continue
@@ -578,7 +593,7 @@ class RunActor:
     def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
         """Apply one journaled outcome to *interpreter*; return the commands that follow."""
         if event.kind == Kind.CANCEL_REQUESTED:
-            return self._cancel(interpreter, event.at)
+            return self._cancel(interpreter, event.at, event.name)
         assert event.cid is not None
         if event.kind == Kind.HOOK_RECEIVED:
             assert event.payload is not None
@@ -597,7 +612,8 @@ class RunActor:
             assert event.payload is not None
             return Value(self.sup.codec.decode(event.payload))
         if event.name == "cancelled":
-            return Failure(RunCancelled(child_id))
+            reason = self.sup.codec.decode(event.payload) if event.payload else None
+            return Failure(RunCancelled(child_id, reason if isinstance(reason, str) else None))
         info: Any = self.sup.codec.decode(event.payload) if event.payload else {}
         error = RunFailed(
             child_id,
@@ -615,8 +631,9 @@ class RunActor:
             if child is not None and not child.done:
                 self.sup.spawn(child.deliver, JournalChanged())
 
-    def _cancel(self, interpreter: Interpreter, at: float) -> list[Command]:
+    def _cancel(self, interpreter: Interpreter, at: float, reason: str | None) -> list[Command]:
         self.cancelling = True
+        self.cancel_reason = reason
         return interpreter.cancel(at)
 
     def _outcome_of(self, event: Event) -> Outcome:
@@ -645,7 +662,8 @@ class RunActor:
         next attempt rebuilds it from the replay log, which holds only what
         was written.
         """
-        finishing, waiting, cancelling = self.finishing, dict(self.waiting), self.cancelling
+        finishing, waiting = self.finishing, dict(self.waiting)
+        cancelling, reason = self.cancelling, self.cancel_reason
         delay = 0.05
         while True:
             try:
@@ -655,7 +673,7 @@ class RunActor:
                 log.warning("run %s: journal write failed, retrying: %s", self.run_id, exc)
                 self.drop_interpreter()
                 self.finishing, self.waiting = finishing, dict(waiting)
-                self.cancelling = cancelling
+                self.cancelling, self.cancel_reason = cancelling, reason
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -697,6 +715,13 @@ class RunActor:
             elif isinstance(message, TimerDue):
                 if self.waiting.pop(message.cid, None) is None:
                     continue
+                if message.cid == DEADLINE_CID:
+                    # The run's timeout: a cancel, asked for by the clock.
+                    if not self.cancelling:
+                        ends.append(_fire_deadline(self.run_id, at))
+                        if interpreter is not None and self.finishing is None:
+                            commands += self._cancel(interpreter, at, TIMED_OUT)
+                    continue
                 ends.append(_fire_wait(self.run_id, message.cid, at))
                 outcome = Value(None)
             elif isinstance(message, CancelRequested):
@@ -704,7 +729,7 @@ class RunActor:
                     continue
                 ends.append(_request_cancel(self.run_id, at))
                 if interpreter is not None and self.finishing is None:
-                    commands += self._cancel(interpreter, at)
+                    commands += self._cancel(interpreter, at, None)
                 continue
             else:
                 continue
@@ -896,6 +921,12 @@ class RunActor:
                 self.children.add(command.child_id)
                 self.sup.adopt(command.child_id)
 
+    def set_deadline(self, deadline: float) -> None:
+        """Cancel the run ("timed out") at *deadline*, unless it ends first."""
+        if DEADLINE_CID not in self.waiting:
+            self.waiting[DEADLINE_CID] = deadline
+            self.sup.add_timer(deadline, self.run_id, DEADLINE_CID)
+
     def _release(self, command: CancelCommand) -> None:
         """Carry out a journaled cancel here: stop the attempt, drop the timer, tell the child."""
         self.released.add(command.cid)
@@ -1078,6 +1109,10 @@ def _end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], objec
 
 def _request_cancel(run_id: str, at: float) -> Callable[[Tx], object]:
     return lambda tx: tx.request_cancel(run_id, at) == "requested"
+
+
+def _fire_deadline(run_id: str, at: float) -> Callable[[Tx], object]:
+    return lambda tx: tx.fire_deadline(run_id, at) == "requested"
 
 
 def _fire_wait(run_id: str, cid: int, at: float) -> Callable[[Tx], object]:

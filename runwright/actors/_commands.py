@@ -159,6 +159,8 @@ class ChildCommand:
     name: str
     child_id: str
     encoded_args: bytes
+    #: The child workflow's own ``timeout=``, in seconds.
+    timeout: float | None = None
 
     @property
     def label(self) -> tuple[str, str]:

@@ -446,7 +446,8 @@ class Interpreter:
         cid = self._issue(None, ("child", request.name))
         child_id = f"{self.run_id}.{cid}"
         self._children[cid] = _ChildState(fiber)
-        self._commands.append(ChildCommand(cid, request.name, child_id, encoded))
+        timeout = getattr(request.definition, "timeout", None)
+        self._commands.append(ChildCommand(cid, request.name, child_id, encoded, timeout))
         self._ready.append((fiber, Value((cid, child_id))))
 
     def deliver_child(self, cid: int, outcome: Outcome, at: float) -> list[Command]:

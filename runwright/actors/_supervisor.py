@@ -210,8 +210,13 @@ class Supervisor:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         key: str | None,
+        *,
+        timeout: float | None = None,
     ) -> str:
-        """Create a run and journal its first commands in one write; return its id."""
+        """Create a run and journal its first commands in one write; return its id.
+
+        With *timeout*, the run's deadline is written with it.
+        """
         if self.stopping:
             raise RuntimeError("the runtime is shutting down; it starts no new runs")
         definition.check_args(args, kwargs)
@@ -221,6 +226,7 @@ class Supervisor:
         owner = self.owner if self.execute else None
         lease = self.lease_seconds
         actor = self._actor(run_id, definition, args, kwargs, at)
+        deadline = None if timeout is None else at + timeout
         commands: list[Any] = []
         end = None
         if self.execute:
@@ -243,6 +249,8 @@ class Supervisor:
             )
             if existing is not None:
                 return existing, []
+            if deadline is not None:
+                tx.set_deadline(run_id, deadline, self.codec.encode(deadline), at)
             actor.journal_commands(tx, commands, at)
             if end is not None:
                 RunActor.write_end(tx, run_id, end, at)
@@ -261,6 +269,8 @@ class Supervisor:
             return run_id
         self.actors[run_id] = actor
         self.touch(actor)
+        if deadline is not None:
+            actor.set_deadline(deadline)
         actor.start(commands, events)
         return run_id
 

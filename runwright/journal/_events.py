@@ -10,6 +10,7 @@ import attrs
 
 __all__ = [
     "AWAITED_KINDS",
+    "DEADLINE_CID",
     "CANCELLATION_KINDS",
     "RESOLUTION_KINDS",
     "STREAM_KINDS",
@@ -23,6 +24,7 @@ class Kind:
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
+    RUN_DEADLINE = "run_deadline"
     STEP_SCHEDULED = "step_scheduled"
     STEP_STARTED = "step_started"
     STEP_RETRYING = "step_retrying"
@@ -43,6 +45,9 @@ class Kind:
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
 
+
+#: The ``waits`` position of a run's deadline (``timeout=``): never a command's.
+DEADLINE_CID = -1
 
 #: Events that deliver an outcome to a waiting workflow: their order is replay order.
 RESOLUTION_KINDS = frozenset(

@@ -23,11 +23,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
 from .._exceptions import StreamClosed
-from ._events import RESOLUTION_KINDS, Event, Kind
+from ._events import DEADLINE_CID, RESOLUTION_KINDS, Event, Kind
 from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
-__all__ = ["Connection", "Cursor", "RunState", "Tx"]
+__all__ = ["TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
+
+#: The reason a run whose deadline passed was cancelled.
+TIMED_OUT = "timed out"
 
 
 class Cursor(Protocol):
@@ -286,16 +289,42 @@ class Tx:
         self.clear_problem(run_id)
         return True
 
-    def request_cancel(self, run_id: str, at: float) -> str:
+    def set_deadline(self, run_id: str, deadline: float, payload: bytes, at: float) -> None:
+        """Give a new run a deadline (its ``timeout=``): then it is cancelled, "timed out"."""
+        self._conn.execute(
+            "INSERT INTO waits (run_id, cid, wake_at, status) VALUES (?, ?, ?, 'pending')",
+            (run_id, DEADLINE_CID, deadline),
+        )
+        self.append(run_id, Kind.RUN_DEADLINE, at, payload=payload)
+
+    def fire_deadline(self, run_id: str, at: float) -> str:
+        """The run's deadline passed: cancel it, once ("requested"), whoever notices first.
+
+        "fired" if the deadline was already fired or released; otherwise what
+        :meth:`request_cancel` says.
+        """
+        cur = self._conn.execute(
+            "UPDATE waits SET status = 'fired' WHERE run_id = ? AND cid = ? "
+            f"AND status IN {_WAIT_FIRE_FROM}",
+            (run_id, DEADLINE_CID),
+        )
+        if cur.rowcount != 1:
+            return "fired"
+        return self.request_cancel(run_id, at, reason=TIMED_OUT)
+
+    def request_cancel(self, run_id: str, at: float, *, reason: str | None = None) -> str:
         """Ask a run to cancel: "requested" (its driver will), "finished" (a run nobody
-        started ends now), "already" (asked before), "ended" or "unknown"."""
+        started ends now), "already" (asked before), "ended" or "unknown".
+
+        *reason* is kept with the request (the event's name) and with the run's end.
+        """
         row = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return "unknown"
         if row[0] in ("completed", "failed", "cancelled"):
             return "ended"
         if row[0] == "pending":
-            self.finish_run(run_id, "cancelled", at, outcome=None)
+            self.finish_run(run_id, "cancelled", at, outcome=None, error_message=reason)
             return "finished"
         asked = self._conn.execute(
             "SELECT 1 FROM events WHERE run_id = ? AND kind = ? LIMIT 1",
@@ -303,7 +332,7 @@ class Tx:
         ).fetchone()
         if asked is not None:
             return "already"
-        self.append(run_id, Kind.CANCEL_REQUESTED, at)
+        self.append(run_id, Kind.CANCEL_REQUESTED, at, name=reason)
         children = self._conn.execute(
             "SELECT run_id FROM runs WHERE parent_run_id = ? AND status IN ('pending', 'running')",
             (run_id,),
