@@ -10,8 +10,8 @@ import attrs
 
 __all__ = [
     "AWAITED_KINDS",
-    "DEADLINE_CID",
     "CANCELLATION_KINDS",
+    "DEADLINE_CID",
     "RESOLUTION_KINDS",
     "STREAM_KINDS",
     "Event",
