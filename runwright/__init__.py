@@ -9,9 +9,11 @@ from ._context import ChildHandle as ChildHandle
 from ._context import Hook as Hook
 from ._context import RunInfo as RunInfo
 from ._context import StepInfo as StepInfo
+from ._context import deprecate_patch as deprecate_patch
 from ._context import gather as gather
 from ._context import hook as hook
 from ._context import now as now
+from ._context import patched as patched
 from ._context import race as race
 from ._context import random as random
 from ._context import run_info as run_info
@@ -113,9 +115,11 @@ __all__ = [
     "UnknownWorkflowError",
     "WorkflowDefinition",
     "Writable",
+    "deprecate_patch",
     "gather",
     "hook",
     "now",
+    "patched",
     "race",
     "random",
     "readable",

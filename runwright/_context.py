@@ -34,9 +34,11 @@ __all__ = [
     "Hook",
     "RunInfo",
     "StepInfo",
+    "deprecate_patch",
     "gather",
     "hook",
     "now",
+    "patched",
     "race",
     "random",
     "run_info",
@@ -279,3 +281,34 @@ def step_info() -> StepInfo:
     if info is None:
         raise NotInWorkflowError("rw.step_info()")
     return info
+
+
+def patched(patch_id: str) -> bool:
+    """Whether this run takes the new branch of a code change named *patch_id*.
+
+    ``if rw.patched("receipt-v2"): new() else: old()``: a run that reaches
+    the call on the new code records the patch and gets True, on every replay
+    too; a run that had already passed this point on the old code gets False,
+    so it replays the old branch it took. Once no unfinished run took the old
+    branch, replace the ``if`` with ``rw.deprecate_patch(patch_id)`` and the
+    new branch alone; once no unfinished run holds the marker, delete the call.
+    """
+    interpreter = _interpreter("rw.patched()")
+    _check_patch_id(patch_id)
+    return interpreter.patched(patch_id)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Mark where ``rw.patched(patch_id)`` stood once only its new branch is left.
+
+    Runs that recorded the patch replay through its marker; new runs record
+    nothing.
+    """
+    interpreter = _interpreter("rw.deprecate_patch()")
+    _check_patch_id(patch_id)
+    interpreter.deprecate_patch(patch_id)
+
+
+def _check_patch_id(patch_id: object) -> None:
+    if not isinstance(patch_id, str) or not patch_id:
+        raise ValueError(f"a patch id must be a non-empty string, got {patch_id!r}")

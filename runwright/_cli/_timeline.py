@@ -253,7 +253,7 @@ def build_view(
             deadline = decode(codec, event.payload)
             when = iso(deadline) if isinstance(deadline, float) else None
             timeline.append(_Mark(kind, event.at, when))
-        elif kind == Kind.CANCEL_REQUESTED:
+        elif kind in (Kind.CANCEL_REQUESTED, Kind.PATCHED):
             timeline.append(_Mark(kind, event.at, event.name))
         elif kind == Kind.WAIT_CREATED and event.cid is not None:
             wake_at = decode(codec, event.payload)

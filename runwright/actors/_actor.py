@@ -89,6 +89,7 @@ from ._interpreter import (
     HookDisposeCommand,
     Interpreter,
     Outcome,
+    PatchCommand,
     SleepCommand,
     StepCommand,
     Value,
@@ -113,6 +114,7 @@ __all__ = [
 log = logging.getLogger("runwright")
 
 _COMMAND_KINDS = {
+    Kind.PATCHED: "patch",
     Kind.STEP_SCHEDULED: "step",
     Kind.WAIT_CREATED: "sleep",
     Kind.HOOK_CREATED: "hook",
@@ -288,6 +290,8 @@ class RunActor:
                 if command.timeout is not None:
                     deadline = at + command.timeout
                     tx.set_deadline(command.child_id, deadline, codec.encode(deadline), at)
+            elif isinstance(command, PatchCommand):
+                tx.record_patch(self.run_id, command.cid, command.patch_id, at)
             elif isinstance(command, CancelCommand):
                 if command.kind == "step":
                     tx.cancel_step(self.run_id, command.cid, at)

@@ -26,6 +26,7 @@ __all__ = [
     "HookDisposeCommand",
     "HookReceive",
     "Outcome",
+    "PatchCommand",
     "SleepCommand",
     "SleepRequest",
     "StartChildRequest",
@@ -168,6 +169,18 @@ class ChildCommand:
 
 
 @attrs.frozen
+class PatchCommand:
+    """Record that the run took patch *patch_id*'s new branch, at position *cid*."""
+
+    cid: int
+    patch_id: str
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("patch", self.patch_id)
+
+
+@attrs.frozen
 class HookDisposeCommand:
     """Dispose hook *cid* (not a position of its own: the hook's cid names it)."""
 
@@ -188,7 +201,13 @@ class CancelCommand:
 
 
 Command = (
-    StepCommand | SleepCommand | HookCommand | HookDisposeCommand | ChildCommand | CancelCommand
+    StepCommand
+    | SleepCommand
+    | HookCommand
+    | HookDisposeCommand
+    | ChildCommand
+    | CancelCommand
+    | PatchCommand
 )
 
 
@@ -200,4 +219,6 @@ def describe(label: tuple[str, str]) -> str:
         return f"hook {name!r}" if name else "hook (generated token)"
     if kind == "child":
         return f"child workflow {name!r}"
+    if kind == "patch":
+        return f"rw.patched({name!r})"
     return kind

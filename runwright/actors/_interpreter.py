@@ -55,6 +55,7 @@ from ._commands import (
     HookDisposeCommand,
     HookReceive,
     Outcome,
+    PatchCommand,
     SleepCommand,
     SleepRequest,
     StartChildRequest,
@@ -77,6 +78,7 @@ __all__ = [
     "HookReceive",
     "Interpreter",
     "Outcome",
+    "PatchCommand",
     "SleepCommand",
     "SleepRequest",
     "StartChildRequest",
@@ -280,10 +282,47 @@ class Interpreter:
         del self.pending[cid]
         self._commands.append(CancelCommand(cid, "sleep" if cid in self._sleeps else "step"))
 
+    # -- patches -------------------------------------------------------------------
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes patch *patch_id*'s new branch (see ``rw.patched``).
+
+        Where the journal already holds the run's history, the answer is what
+        it recorded: the marker at this position means True; another command
+        there means the run passed this point on code without the patch, so
+        False (and no position is taken). Past the recorded history, the run
+        reaches the call on the new code for the first time: the marker is
+        recorded and the answer is True, now and on every replay.
+        """
+        self._skip_stale_markers(patch_id)
+        cid = self._next_cid
+        recorded = self._recorded.get(cid)
+        if recorded is not None and recorded != ("patch", patch_id):
+            return False
+        self._issue(None, ("patch", patch_id))
+        self._commands.append(PatchCommand(cid, patch_id))
+        return True
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Accept *patch_id*'s marker where the journal has it; never record one."""
+        self._skip_stale_markers(patch_id)
+        if self._recorded.get(self._next_cid) == ("patch", patch_id):
+            self._next_cid += 1
+
+    def _skip_stale_markers(self, keep: str | None = None) -> None:
+        """Step over recorded markers of patches the code no longer asks about here
+        (deprecated, then deleted): they take a position but decide nothing."""
+        while True:
+            recorded = self._recorded.get(self._next_cid)
+            if recorded is None or recorded[0] != "patch" or recorded[1] == keep:
+                return
+            self._next_cid += 1
+
     # -- hooks ---------------------------------------------------------------------
 
     def create_hook(self, token: str | None) -> tuple[int, str]:
         """Issue a hook (called synchronously from the body); return its cid and token."""
+        self._skip_stale_markers()
         cid = self._next_cid
         generated = token is None
         if token is None:
@@ -339,7 +378,11 @@ class Interpreter:
 
     def unissued_recorded(self) -> int | None:
         """The first recorded cid the code has not issued, if any (checked once it finishes)."""
-        missing = [cid for cid in self._recorded if cid >= self._next_cid]
+        missing = [
+            cid
+            for cid, (kind, _) in self._recorded.items()
+            if cid >= self._next_cid and kind != "patch"
+        ]
         return min(missing) if missing else None
 
     # -- the scheduler -------------------------------------------------------------
@@ -427,6 +470,8 @@ class Interpreter:
             self._ready.append((fiber, Failure(error)))
 
     def _issue(self, fiber: _Fiber | None, label: tuple[str, str]) -> int:
+        if label[0] != "patch":
+            self._skip_stale_markers()
         cid = self._next_cid
         recorded = self._recorded.get(cid)
         if recorded is not None and recorded != label:

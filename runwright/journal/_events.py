@@ -42,6 +42,7 @@ class Kind:
     CHILD_STARTED = "child_started"
     CHILD_COMPLETED = "child_completed"
     CHILD_CANCELLED = "child_cancelled"
+    PATCHED = "patched"
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
 

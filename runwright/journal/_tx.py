@@ -445,6 +445,10 @@ class Tx:
         self.append(run_id, Kind.STEP_CANCELLED, at, cid=cid, attempt=attempt, name=name)
         return True
 
+    def record_patch(self, run_id: str, cid: int, patch_id: str, at: float) -> None:
+        """The run took patch *patch_id*'s new branch; the marker holds position *cid*."""
+        self.append(run_id, Kind.PATCHED, at, cid=cid, name=patch_id)
+
     # -- hooks ------------------------------------------------------------------
 
     def create_hook(self, run_id: str, cid: int, token: str, payload: bytes, at: float) -> bool:

@@ -417,3 +417,93 @@ def test_when_the_body_returns_nothing_it_started_is_left_running(shape: Shape, 
 def test_correlation_ids_are_dense_and_in_issue_order(shape: Shape, picks: list[int]):
     _, issued, _ = drive(shape, picks)
     assert _positions(issued) == list(range(len(_positions(issued))))
+
+
+# -- patches ----------------------------------------------------------------------------
+
+
+def _receipt_body(*, patched: bool | None) -> Callable[[], Coroutine[Any, Any, Any]]:
+    """Old code (patched=None), new code with rw.patched, or the deprecated form (False)."""
+
+    async def body() -> Any:
+        await step("prepare")
+        if patched is None:
+            sent = await step("send_receipt")
+        elif patched:
+            sent = await step("send_receipt_v2" if rw.patched("v2") else "send_receipt")
+        else:
+            rw.deprecate_patch("v2")
+            sent = await step("send_receipt_v2")
+        return sent
+
+    return body
+
+
+def _labels(commands: list[Command]) -> list[tuple[int, Any]]:
+    return [(c.cid, c.label) for c in commands if not isinstance(c, CancelCommand)]
+
+
+def test_a_new_run_records_the_patch_and_takes_the_new_branch():
+    interp = make(_receipt_body(patched=True))
+    interp.start()
+    assert _labels(interp.resolve(0, Value("ok"), 1.0)) == [
+        (1, ("patch", "v2")),
+        (2, ("step", "send_receipt_v2")),
+    ]
+
+
+def test_a_run_that_passed_the_point_on_old_code_replays_the_old_branch():
+    recorded = {0: ("step", "prepare"), 1: ("step", "send_receipt")}
+    interp = make(_receipt_body(patched=True), recorded=recorded)
+    interp.start()
+    assert _labels(interp.resolve(0, Value("ok"), 1.0)) == [(1, ("step", "send_receipt"))]
+    interp.resolve(1, Value("v1 sent"), 2.0)
+    assert interp.outcome == Value("v1 sent")
+
+
+def test_a_run_that_had_not_reached_the_point_takes_the_new_branch():
+    interp = make(_receipt_body(patched=True), recorded={0: ("step", "prepare")})
+    interp.start()
+    assert _labels(interp.resolve(0, Value("ok"), 1.0))[0] == (1, ("patch", "v2"))
+
+
+def test_a_recorded_marker_replays_the_new_branch_and_survives_deprecation_and_deletion():
+    recorded = {0: ("step", "prepare"), 1: ("patch", "v2"), 2: ("step", "send_receipt_v2")}
+    still_patched = make(_receipt_body(patched=True), recorded=recorded)
+    still_patched.start()
+    assert _labels(still_patched.resolve(0, Value("ok"), 1.0)) == [
+        (1, ("patch", "v2")),
+        (2, ("step", "send_receipt_v2")),
+    ]
+    deprecated = make(_receipt_body(patched=False), recorded=recorded)
+    deprecated.start()
+    assert _labels(deprecated.resolve(0, Value("ok"), 1.0)) == [(2, ("step", "send_receipt_v2"))]
+    for interp in (still_patched, deprecated):
+        interp.resolve(2, Value("v2 sent"), 2.0)
+        assert interp.outcome == Value("v2 sent")
+
+    async def deleted() -> Any:
+        await step("prepare")
+        return await step("send_receipt_v2")
+
+    interp = make(deleted, recorded=recorded)
+    interp.start()
+    assert _labels(interp.resolve(0, Value("ok"), 1.0)) == [(2, ("step", "send_receipt_v2"))]
+    interp.resolve(2, Value("v2 sent"), 2.0)
+    assert interp.outcome == Value("v2 sent")
+
+
+def test_deprecate_patch_records_nothing_in_a_new_run():
+    interp = make(_receipt_body(patched=False))
+    interp.start()
+    assert _labels(interp.resolve(0, Value("ok"), 1.0)) == [(1, ("step", "send_receipt_v2"))]
+
+
+def test_a_patch_id_must_be_a_non_empty_string():
+    async def body() -> Any:
+        rw.patched("")
+
+    interp = make(body)
+    interp.start()
+    assert isinstance(interp.outcome, Failure)
+    assert "patch id" in str(interp.outcome.error)
