@@ -58,17 +58,13 @@ from .._exceptions import (
     DecodeError,
     EncodeError,
     FatalError,
-    HookConflict,
     JournalError,
     NonDeterminismError,
     RetryableError,
-    RunCancelled,
-    RunFailed,
-    StepFailed,
     StepTimeout,
     UnknownWorkflowError,
 )
-from ..journal._codec import encode_exception, rebuild_exception
+from ..journal._codec import encode_exception
 from ..journal._events import (
     CANCELLATION_KINDS,
     DEADLINE_CID,
@@ -80,6 +76,7 @@ from ..journal._queries import events_of, steps_of, waits_of
 from ..journal._rows import RunRow, StepRow, WaitRow
 from ..journal._tx import TIMED_OUT, Tx
 from ..streams._hub import AttemptStreams, current_attempt
+from ._history import REPLAY_KINDS, apply_event, read_history, step_error
 from ._interpreter import (
     CancelCommand,
     ChildCommand,
@@ -113,17 +110,8 @@ __all__ = [
 
 log = logging.getLogger("runwright")
 
-_COMMAND_KINDS = {
-    Kind.PATCHED: "patch",
-    Kind.STEP_SCHEDULED: "step",
-    Kind.WAIT_CREATED: "sleep",
-    Kind.HOOK_CREATED: "hook",
-    Kind.CHILD_STARTED: "child",
-}
 _RESOLUTION_KINDS = RESOLUTION_KINDS
-_REPLAY_KINDS = (
-    frozenset(_COMMAND_KINDS) | _RESOLUTION_KINDS | CANCELLATION_KINDS | {Kind.HOOK_DISPOSED}
-)
+_REPLAY_KINDS = REPLAY_KINDS
 #: New events that decide how an actor catches up with another process's writes.
 _FOLLOWED_KINDS = _REPLAY_KINDS | {Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
 _ENDED_STEP = frozenset({"completed", "failed", "cancelled"})
@@ -544,29 +532,11 @@ class RunActor:
 
     def _replay(self) -> list[Command]:
         assert self.log is not None
-        recorded: dict[int, tuple[str, str]] = {}
-        tokens: dict[int, str] = {}
-        self.disposed_hooks = set()
-        self.released = set()
-        for event in self.log:
-            if event.cid is None:
-                continue
-            if event.kind in CANCELLATION_KINDS:
-                self.released.add(event.cid)
-            elif event.kind == Kind.HOOK_CREATED:
-                assert event.payload is not None
-                assert event.name is not None
-                generated = self.sup.codec.decode(event.payload)
-                tokens[event.cid] = event.name
-                recorded[event.cid] = ("hook", "" if generated else event.name)
-            elif event.kind == Kind.HOOK_DISPOSED:
-                self.disposed_hooks.add(event.cid)
-            elif event.kind == Kind.CHILD_STARTED:
-                self.children.add(f"{self.run_id}.{event.cid}")
-                recorded[event.cid] = ("child", event.name or "")
-            elif (kind := _COMMAND_KINDS.get(event.kind)) is not None:
-                recorded[event.cid] = (kind, event.name or kind)
-        interpreter = self.new_interpreter(recorded, tokens)
+        history = read_history(self.run_id, self.log, self.sup.codec)
+        recorded = history.recorded
+        self.disposed_hooks, self.released = history.disposed_hooks, history.released
+        self.children |= history.children
+        interpreter = self.new_interpreter(recorded, history.tokens)
         self.interpreter = interpreter
         issued: dict[int, Command] = {}
         disposals: list[HookDisposeCommand] = []
@@ -597,36 +567,12 @@ class RunActor:
     def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
         """Apply one journaled outcome to *interpreter*; return the commands that follow."""
         if event.kind == Kind.CANCEL_REQUESTED:
-            return self._cancel(interpreter, event.at, event.name)
-        assert event.cid is not None
-        if event.kind == Kind.HOOK_RECEIVED:
-            assert event.payload is not None
-            payload = self.sup.codec.decode(event.payload)
-            return interpreter.deliver_hook(event.cid, payload, event.at)
-        if event.kind == Kind.HOOK_CONFLICT:
-            error = HookConflict(event.name or "")
-            return interpreter.fail_hook(event.cid, error, event.at)
-        if event.kind == Kind.CHILD_COMPLETED:
-            outcome = self._child_outcome(f"{self.run_id}.{event.cid}", event)
-            return interpreter.deliver_child(event.cid, outcome, event.at)
-        return interpreter.resolve(event.cid, self._outcome_of(event), event.at)
+            self.cancelling, self.cancel_reason = True, event.name
+        return apply_event(interpreter, event, self.sup.codec, self._result_of)
 
-    def _child_outcome(self, child_id: str, event: Event) -> Outcome:
-        if event.name == "completed":
-            assert event.payload is not None
-            return Value(self.sup.codec.decode(event.payload))
-        if event.name == "cancelled":
-            reason = self.sup.codec.decode(event.payload) if event.payload else None
-            return Failure(RunCancelled(child_id, reason if isinstance(reason, str) else None))
-        info: Any = self.sup.codec.decode(event.payload) if event.payload else {}
-        error = RunFailed(
-            child_id,
-            str(info.get("type", "?")),
-            str(info.get("message", "")),
-            str(info.get("traceback") or ""),
-        )
-        error.__cause__ = rebuild_exception(info) if isinstance(info, dict) else None
-        return Failure(error)
+    def _result_of(self, event: Event) -> Any:
+        assert event.payload is not None
+        return self.sup.hydration.get(event.seq, event.payload, self.sup.codec.decode)
 
     def notify_children(self) -> None:
         """Children run here see the cancel the parent's write recorded for them."""
@@ -639,25 +585,6 @@ class RunActor:
         self.cancelling = True
         self.cancel_reason = reason
         return interpreter.cancel(at)
-
-    def _outcome_of(self, event: Event) -> Outcome:
-        if event.kind == Kind.WAIT_COMPLETED:
-            return Value(None)
-        assert event.payload is not None
-        if event.kind == Kind.STEP_COMPLETED:
-            return Value(self.sup.hydration.get(event.seq, event.payload, self.sup.codec.decode))
-        return Failure(self._step_error(event.name or "?", event.payload))
-
-    def _step_error(self, name: str, payload: bytes) -> BaseException:
-        info = self.sup.codec.decode(payload)
-        assert isinstance(info, dict)
-        error = rebuild_exception(info)
-        text = str(info.get("traceback") or "")
-        if error is None:
-            return StepFailed(name, str(info.get("type")), str(info.get("message")), text)
-        if text:
-            error.add_note(f"step {name!r} failed; its traceback was:\n{text.rstrip()}")
-        return error
 
     async def _activate_or_requeue(self, batch: list[Message]) -> None:
         """Apply *batch*; if the journal cannot take the write, retry it later.
@@ -715,7 +642,7 @@ class RunActor:
                     resolved.append((message.cid, value, len(message.payload)))
                     outcome: Outcome = Value(value)
                 else:
-                    outcome = Failure(self._step_error(message.name, message.payload))
+                    outcome = Failure(step_error(message.name, message.payload, self.sup.codec))
             elif isinstance(message, TimerDue):
                 if self.waiting.pop(message.cid, None) is None:
                     continue
