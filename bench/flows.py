@@ -63,3 +63,12 @@ async def ticks(count: int, gap: float) -> int:
 @rw.workflow(name="bench.ticker")
 async def ticker(count: int, gap: float) -> int:
     return await ticks(count, gap)
+
+
+@rw.workflow(name="bench.twenty")
+async def twenty(start: int) -> int:
+    """Twenty sequential steps: the run bench/replay.py records and replays."""
+    total = start
+    for i in range(20):
+        total = await add(total, i)
+    return total

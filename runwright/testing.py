@@ -1,19 +1,32 @@
-"""Helpers for testing code that uses runwright: a fake clock.
+"""Helpers for testing code that uses runwright: a fake clock, and the replay check.
 
 ``FakeClock`` never moves on its own. ``advance(seconds)`` moves it and wakes
 every sleeper whose deadline has passed; ``await jump()`` waits until
 something sleeps on the clock with a deadline and moves time straight there,
 so a test of a 30-day durable sleep takes milliseconds.
+
+``await replay(journal_or_runs, *modules)`` does what ``runwright replay``
+does: it replays recorded runs against the code loaded now, writing nothing,
+and raises :class:`ReplayDivergence` if any run does not replay.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import math
+import os
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
 
 import anyio
 import attrs
 
-__all__ = ["FakeClock"]
+from ._runtime import RunHandle, Runtime
+from .actors._check import ReplayResult, check_journal
+
+__all__ = ["FakeClock", "ReplayDivergence", "ReplayResult", "replay"]
 
 
 @attrs.define(eq=False)
@@ -78,3 +91,52 @@ class FakeClock:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+class ReplayDivergence(AssertionError):
+    """Some runs do not replay against the loaded code; ``results`` holds every run's."""
+
+    def __init__(self, results: list[ReplayResult]) -> None:
+        self.results = results
+        bad = [r for r in results if not r.ok]
+        lines = [f"  {r.run_id} ({r.workflow}, {r.status}): {r.problem}" for r in bad]
+        super().__init__(f"{len(bad)} of {len(results)} run(s) do not replay:\n" + "\n".join(lines))
+
+
+async def replay(
+    journal_or_runs: Runtime | str | os.PathLike[str] | Iterable[RunHandle[Any]],
+    *modules: str | ModuleType,
+    status: str | Iterable[str] = (),
+) -> list[ReplayResult]:
+    """Replay recorded runs against the code loaded now, as ``runwright replay`` does.
+
+    *journal_or_runs* is a runtime (every run of its journal), a journal's
+    path or URL, or run handles (those runs). *modules* are imported first
+    (names) to register their workflows. Returns every run's result; raises
+    :class:`ReplayDivergence` if any run diverged or could not be replayed.
+    Nothing is written and no step runs.
+    """
+    for module in modules:
+        if isinstance(module, str):
+            importlib.import_module(module)
+    statuses = [status] if isinstance(status, str) else list(status)
+    run_ids: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(journal_or_runs, Runtime):
+            runtime = journal_or_runs
+        elif isinstance(journal_or_runs, str | os.PathLike):
+            client = Runtime(os.fspath(journal_or_runs), execute=False, migrate=False)
+            runtime = await stack.enter_async_context(client)
+        else:
+            handles = list(journal_or_runs)
+            if not handles:
+                return []
+            runtime = handles[0]._runtime
+            run_ids = [handle.id for handle in handles]
+        codec = runtime.codec
+        results = await runtime.journal.read(
+            lambda c: list(check_journal(c, codec, run_ids=run_ids, statuses=statuses))
+        )
+    if any(not result.ok for result in results):
+        raise ReplayDivergence(results)
+    return results

@@ -1,5 +1,6 @@
-"""The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py`` and
-``bench/processes.py`` with ``--quick`` exit 0 and print their tables;
+"""The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py``,
+``bench/processes.py`` and ``bench/replay.py`` with ``--quick`` exit 0 and
+print their tables;
 ``bench.py`` and ``processes.py`` also on PostgreSQL (``--db``), where each
 scenario's schema is named after the URL's and is gone afterwards.
 
@@ -20,6 +21,7 @@ from conftest import PG_URL
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 STREAMS = BENCH.with_name("streams.py")
 PROCESSES = BENCH.with_name("processes.py")
+REPLAY = BENCH.with_name("replay.py")
 
 
 def run_quick(
@@ -96,6 +98,20 @@ def test_streams_bench_quick_runs(tmp_path: Path) -> None:
         "fan-out/fan-in: 10 streams",
     ):
         assert row in proc.stdout, row
+
+
+def test_replay_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    args: tuple[str, ...] = ()
+    if journal_backend == "postgresql":
+        url, prefix = pg_target()
+        args = ("--db", url)
+    proc, header = run_quick(REPLAY, tmp_path, *args)
+    for column in ("runs", "seconds", "us/run", "target", "met"):
+        assert column in header
+    assert re.search(r"^check +1,000 ", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^cli +1,000 ", proc.stdout, re.MULTILINE), proc.stdout
+    if journal_backend == "postgresql":
+        assert schemas_named(prefix) == []
 
 
 def test_processes_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:

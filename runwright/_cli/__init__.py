@@ -14,9 +14,10 @@ journal and never change one; they read it while runtimes write it.
 (``Runtime(db, execute=False)``), which runs no steps. ``streams tail``
 reads through one, whose journal watcher wakes it as soon as another process
 appends to the stream or ends the run. ``db migrate`` creates or upgrades the
-journal; ``worker`` executes runs.
+journal; ``worker`` executes runs; ``replay`` checks that the loaded code
+still replays the journal's runs (reading it read-only).
 
-The commands live in ``_runs``, ``_streams``, ``_db`` and ``_worker``; what
+The commands live in ``_runs``, ``_streams``, ``_db``, ``_worker`` and ``_replay``; what
 they share (the journal's address, a read-only connection, errors) in
 ``_common``, and how they print in ``_format``.
 
@@ -38,7 +39,7 @@ from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
 from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
-from . import _db, _runs, _streams, _worker
+from . import _db, _replay, _runs, _streams, _worker
 from ._common import CommandError, raw_target
 
 __all__ = ["main"]
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_streams(commands, db, as_json)
     _add_db(commands, db, as_json)
     _add_worker(commands, db)
+    _add_replay(commands, db, as_json)
     return parser
 
 
@@ -288,6 +290,32 @@ def _add_worker(
     )
     worker.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     worker.set_defaults(handler=_worker.worker_command)
+
+
+def _add_replay(
+    commands: _Commands,
+    db: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+) -> None:
+    replay = commands.add_parser(
+        "replay",
+        parents=[db, as_json],
+        help="check that the loaded code still replays the journal's runs",
+        description=(
+            "Import MODULEs (registering their workflows) and replay each selected run's "
+            "recorded history against them in memory: no step runs, nothing is written. "
+            "Prints ok or the first divergence per run; exits 1 if any run diverged."
+        ),
+    )
+    replay.add_argument("modules", nargs="+", metavar="MODULE", help="modules to import")
+    replay.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
+    replay.add_argument(
+        "--status",
+        action="append",
+        choices=[status.value for status in RunStatus],
+        help="only runs in this status (repeatable; default: every run)",
+    )
+    replay.set_defaults(handler=_replay.replay_command)
 
 
 def _positive_int(text: str) -> int:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +29,7 @@ __all__ = [
     "Target",
     "check_journal",
     "client",
+    "import_modules",
     "raw_target",
     "read_only",
     "target_of",
@@ -129,3 +132,13 @@ def check_journal(target: Target) -> None:
 def client(target: Target, **options: Any) -> Runtime:
     """A runtime that runs no steps, on a journal that must already exist."""
     return Runtime(target.db, schema=target.schema, execute=False, migrate=False, **options)
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import *modules* (registering their workflows), from the current directory too."""
+    sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CommandError(f"cannot import {module!r}: {exc}") from None

@@ -8,7 +8,6 @@ journal it opens, as every runtime does.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
@@ -16,18 +15,13 @@ import sys
 import anyio
 
 from .._runtime import Runtime
-from ._common import CommandError, target_of
+from ._common import import_modules, target_of
 
 __all__ = ["worker_command"]
 
 
 def worker_command(args: argparse.Namespace) -> int:
-    sys.path.insert(0, os.getcwd())
-    for module in args.modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise CommandError(f"cannot import {module!r}: {exc}") from None
+    import_modules(args.modules)
     target = target_of(args)
 
     async def serve() -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "claimable_runs",
     "due_waits",
     "events_of",
+    "events_of_runs",
     "list_runs",
     "live_runs",
     "next_wake",
@@ -18,6 +19,7 @@ __all__ = [
     "problem_of",
     "run_row",
     "run_status",
+    "runs_after",
     "steps_of",
     "stream_row",
     "streams_of",
@@ -37,6 +39,37 @@ def events_of(conn: Connection, run_id: str, after: int = 0) -> list[Event]:
         (run_id, after),
     ).fetchall()
     return [Event(*row) for row in rows]
+
+
+def events_of_runs(conn: Connection, run_ids: list[str]) -> dict[str, list[Event]]:
+    """Every event of each run in *run_ids*, in journal order (one query)."""
+    found: dict[str, list[Event]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        marks = ",".join("?" * len(run_ids))
+        rows = conn.execute(
+            "SELECT seq, run_id, kind, cid, attempt, name, payload, at FROM events "
+            f"WHERE run_id IN ({marks}) ORDER BY run_id, seq",
+            run_ids,
+        ).fetchall()
+        for row in rows:
+            found[row[1]].append(Event(*row))
+    return found
+
+
+def runs_after(
+    conn: Connection, after: str, *, statuses: list[str] | None = None, limit: int = 500
+) -> list[RunRow]:
+    """Up to *limit* runs whose id sorts after *after* (page through every run with it),
+    optionally only those in *statuses*."""
+    where, params = "run_id > ?", [after]
+    if statuses:
+        where += f" AND status IN ({','.join('?' * len(statuses))})"
+        params += statuses
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY run_id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [RunRow(*row) for row in rows]
 
 
 def run_row(conn: Connection, run_id: str) -> RunRow | None:
