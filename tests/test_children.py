@@ -108,6 +108,23 @@ async def test_a_child_runs_and_its_result_reaches_the_parent(
     assert seen == Counter({"ship o-1": 1, "ship o-1-2": 1})
 
 
+@rw.workflow
+async def fire_and_forget(order_id: str) -> str:
+    child = await rw.start_child(shipping, order_id)
+    return child.id
+
+
+async def test_a_child_of_a_parent_that_returns_at_once_runs_at_once(
+    make_runtime: Callable[..., rw.Runtime],
+):
+    # The child is written with the parent's start and end; it is driven right away,
+    # not when a lease scan (every lease_seconds / 3) finds it.
+    async with make_runtime(lease_seconds=600) as runtime:
+        handle = await runtime.start(fire_and_forget, "o-3")
+        child_id = await handle.result(timeout=5)
+        assert await runtime.get_run(child_id).result(timeout=5) == "tracking-o-3"
+
+
 async def test_a_failed_child_raises_in_the_parent(make_runtime: Callable[..., rw.Runtime]):
     async with make_runtime() as runtime:
         handle = await runtime.start(parent_of_broken)

@@ -58,6 +58,7 @@ from ._actor import (
     RunEnd,
     TimerDue,
 )
+from ._commands import ChildCommand
 from ._hydration import HydrationCache
 from ._identity import new_owner_id, new_run_id, owner_is_dead
 from ._slots import StepSlots
@@ -266,6 +267,10 @@ class Supervisor:
         if end is not None:
             actor.drop_interpreter()
             self.finished(actor, end)
+            # Children it started before returning are driven here (their lease is ours).
+            for command in commands:
+                if isinstance(command, ChildCommand):
+                    self.adopt(command.child_id)
             return run_id
         self.actors[run_id] = actor
         self.touch(actor)
