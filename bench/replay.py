@@ -25,10 +25,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import flows
+from copies import copy_run
 from journals import Journals
 from report import format_machine, host_facts, render_table
 
@@ -36,7 +36,6 @@ import runwright as rw
 from runwright._cli._common import Target, read_only
 from runwright.actors._check import check_journal
 from runwright.journal._codec import DefaultCodec
-from runwright.journal.postgres import PgTarget
 
 TARGET_SECONDS = 10.0
 TARGET_RUNS = 10_000
@@ -47,58 +46,6 @@ async def record(db: str) -> str:
         run = await runtime.start(flows.twenty, 1)
         await run.result(timeout=60)
         return run.id
-
-
-def _rows(conn: Any, table: str, run_id: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    cur = conn.execute(f"SELECT * FROM {table} WHERE run_id = ?", (run_id,))
-    columns = [d[0] for d in cur.description]
-    return columns, [tuple(row) for row in cur.fetchall()]
-
-
-def clone(db: str, template: str, runs: int) -> None:
-    """Copy the recorded run's rows under *runs* - 1 new ids (events keep their order)."""
-    backend = "postgresql" if db.startswith("postgresql") else "sqlite"
-    with read_only(Target(db)) as conn:
-        tables = {name: _rows(conn, name, template) for name in ("runs", "steps", "events")}
-    copies: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
-    for name, (columns, rows) in tables.items():
-        at = columns.index("run_id")
-        keep = [i for i, c in enumerate(columns) if not (name == "events" and c == "seq")]
-        out = []
-        for n in range(1, runs):
-            new_id = f"{n:08x}{template[8:]}"
-            for row in rows:
-                values = list(row)
-                values[at] = new_id
-                if name == "runs" and values[columns.index("key")] is not None:
-                    values[columns.index("key")] = None
-                out.append(tuple(values[i] for i in keep))
-        copies[name] = ([columns[i] for i in keep], out)
-    if backend == "sqlite":
-        import sqlite3
-
-        conn = sqlite3.connect(db)
-        with conn:
-            for name, (columns, rows) in copies.items():
-                marks = ",".join("?" * len(columns))
-                conn.executemany(f"INSERT INTO {name} ({','.join(columns)}) VALUES ({marks})", rows)
-        conn.close()
-        return
-    import psycopg
-
-    target = PgTarget(db, None)
-    with psycopg.connect(target.conninfo) as pg:
-        pg.execute(f'SET search_path TO "{target.schema}"')
-        newest = pg.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        seq = int(newest[0]) if newest else 0
-        with pg.cursor() as cur:
-            for name, (columns, rows) in copies.items():
-                if name == "events":
-                    columns = ["seq", *columns]
-                    rows = [(seq + i + 1, *row) for i, row in enumerate(rows)]
-                with cur.copy(f"COPY {name} ({','.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
 
 
 def time_check(db: str) -> tuple[float, int, int]:
@@ -142,7 +89,7 @@ def main() -> int:
     with journals.journal("replay") as db:
         template = anyio.run(record, db)
         started = time.perf_counter()
-        clone(db, template, runs)
+        copy_run(db, template, runs - 1)
         print(f"recorded 1 run of bench.twenty, copied to {runs:,} runs "
               f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
         check_s, checked, failed = time_check(db)

@@ -14,6 +14,7 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition, duration
 from ._exceptions import RunCancelled, RunFailed, RunNotFound
+from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._actor import RunEnd
 from .actors._supervisor import Supervisor
@@ -142,7 +143,9 @@ class Runtime:
     name); one machine can play several hosts with distinct ids. ``cache_runs`` bounds hot
     interpreters (0: every step resumes by replay). ``max_concurrent_steps``
     bounds steps running at once. ``execute=False`` makes a client that starts
-    runs and reads results but runs no steps.
+    runs and reads results but runs no steps. ``retention`` (seconds or a
+    timedelta) prunes, in the background, runs that ended longer ago than
+    that (see :meth:`prune`).
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class Runtime:
         migrate: bool = True,
         reconnect_timeout: float = 30.0,
         host_id: str | None = None,
+        retention: float | dt.timedelta | None = None,
     ) -> None:
         target = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
         self._target = target
@@ -186,6 +190,9 @@ class Runtime:
             raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
         self.busy_timeout = busy_timeout
         self.shutdown_grace = shutdown_grace
+        #: Ended runs older than this many seconds are pruned in the background.
+        self.retention = None if retention is None else duration(retention, "retention")
+        self._pruner = anyio.CancelScope()
         self._journal: Journal | None = None
         self._supervisor: Supervisor | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -229,6 +236,9 @@ class Runtime:
             journal.watch(supervisor.on_foreign_events)
             await tg.start(journal.serve)
             await tg.start(supervisor.serve)
+            if self.retention is not None:
+                self._pruner = anyio.CancelScope()
+                tg.start_soon(self._prune_forever, journal, self.retention)
         except BaseException as exc:
             journal.stop_writing()
             tg.cancel_scope.cancel()
@@ -248,6 +258,7 @@ class Runtime:
         assert journal is not None
         assert supervisor is not None
         assert tg is not None
+        self._pruner.cancel()
         try:
             with anyio.CancelScope(shield=True):
                 try:
@@ -289,6 +300,30 @@ class Runtime:
             workflow, args, kwargs, key, timeout=seconds
         )
         return RunHandle(self, run_id)
+
+    async def prune(
+        self,
+        older_than: float | dt.timedelta,
+        *,
+        status: RunStatus | str | list[RunStatus | str] | None = None,
+    ) -> int:
+        """Delete runs that ended more than *older_than* ago (seconds or a timedelta), with
+        their events, steps, waits, hooks and streams; return how many.
+
+        *status* limits it to some ended statuses (default: completed, failed and
+        cancelled). Runs still going are never touched, nor a run whose child
+        or parent is still going. Deletes are small transactions through the
+        journal's writer, so runs being written are not held up.
+        """
+        seconds = duration(older_than, "older_than")
+        wanted = [status] if isinstance(status, RunStatus | str) else status
+        statuses = ENDED if wanted is None else [RunStatus(s).value for s in wanted]
+        return await prune(self._journal_or_fail(), self.clock.now() - seconds, statuses)
+
+    async def _prune_forever(self, journal: Journal, retention: float) -> None:
+        every = min(max(retention / 100, 60.0), 3600.0)
+        with self._pruner:
+            await prune_forever(journal, self.clock, retention, every)
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Deliver *payload* to the live hook holding *token*, whichever process drives its run.

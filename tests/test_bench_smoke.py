@@ -1,6 +1,6 @@
 """The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py``,
-``bench/processes.py`` and ``bench/replay.py`` with ``--quick`` exit 0 and
-print their tables;
+``bench/processes.py``, ``bench/replay.py`` and ``bench/prune.py`` with
+``--quick`` exit 0 and print their tables;
 ``bench.py`` and ``processes.py`` also on PostgreSQL (``--db``), where each
 scenario's schema is named after the URL's and is gone afterwards.
 
@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 STREAMS = BENCH.with_name("streams.py")
 PROCESSES = BENCH.with_name("processes.py")
 REPLAY = BENCH.with_name("replay.py")
+PRUNE = BENCH.with_name("prune.py")
 
 
 def run_quick(
@@ -110,6 +111,18 @@ def test_replay_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
         assert column in header
     assert re.search(r"^check +1,000 ", proc.stdout, re.MULTILINE), proc.stdout
     assert re.search(r"^cli +1,000 ", proc.stdout, re.MULTILINE), proc.stdout
+    if journal_backend == "postgresql":
+        assert schemas_named(prefix) == []
+
+
+def test_prune_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    args: tuple[str, ...] = ("--synchronous", "NORMAL")
+    if journal_backend == "postgresql":
+        url, prefix = pg_target()
+        args = ("--db", url)
+    proc, _ = run_quick(PRUNE, tmp_path, *args)
+    assert re.search(r"^load \+ prune .* 10,000 in ", proc.stdout, re.MULTILINE), proc.stdout
+    assert "worst stall the prune added: " in proc.stdout
     if journal_backend == "postgresql":
         assert schemas_named(prefix) == []
 

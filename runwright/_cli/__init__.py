@@ -139,6 +139,30 @@ def _add_runs(
     show.add_argument("run_id", metavar="RUN_ID")
     show.set_defaults(handler=_runs.show_command)
 
+    prune = actions.add_parser(
+        "prune",
+        parents=[db],
+        help="delete runs that ended long ago",
+        description=(
+            "Delete runs that ended more than AGE ago with their events, steps, waits, hooks "
+            "and streams, in small transactions (running runs are never touched, nor a run "
+            "whose child or parent is still going). `db vacuum` gives the space back."
+        ),
+    )
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        type=_runs.parse_age,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 15m, 90s, 2w",
+    )
+    prune.add_argument(
+        "--status",
+        action="append",
+        choices=["completed", "failed", "cancelled"],
+        help="only runs that ended so (repeatable; default: all three)",
+    )
+    prune.set_defaults(handler=_runs.prune_command)
     cancel = actions.add_parser(
         "cancel",
         parents=[db],
@@ -251,6 +275,16 @@ def _add_db(
         ),
     )
     info.set_defaults(handler=_db.info_command)
+    vacuum = actions.add_parser(
+        "vacuum",
+        parents=[db],
+        help="give back the space pruned runs held",
+        description=(
+            "SQLite: rewrite the file without the pages pruning freed (writers wait while it "
+            "runs). PostgreSQL: VACUUM every journal table."
+        ),
+    )
+    vacuum.set_defaults(handler=_db.vacuum_command)
 
 
 def _add_worker(

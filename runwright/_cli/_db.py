@@ -1,4 +1,4 @@
-"""``db migrate`` and ``db info``: the journal itself rather than its runs.
+"""``db migrate``, ``db info`` and ``db vacuum``: the journal itself rather than its runs.
 
 ``db migrate`` creates the journal, or upgrades it to this runwright's
 schema version, as opening a runtime does (unless ``migrate=False``): run it
@@ -6,7 +6,10 @@ once before starting runtimes that may not change the schema. ``db info``
 reads the journal read-only: its version, its runs by status, and the
 processes that hold leases on runs. A lease's expiry is told in seconds from
 now by the journal's own clock (``rw_now()``: the host's for an SQLite
-file, the server's for PostgreSQL), so no host's clock skews it.
+file, the server's for PostgreSQL), so no host's clock skews it. ``db
+vacuum`` gives back the space pruned runs held: SQLite's ``VACUUM`` rewrites
+the file (writers wait while it runs); on PostgreSQL each journal table is
+vacuumed (concurrent writes go on).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..journal._tx import Connection
 from ._common import Target, read_only, target_of
 from ._format import print_json, table_lines
 
-__all__ = ["info_command", "migrate_command"]
+__all__ = ["info_command", "migrate_command", "vacuum_command"]
 
 
 def migrate_command(args: argparse.Namespace) -> int:
@@ -40,6 +43,20 @@ def migrate_command(args: argparse.Namespace) -> int:
     else:
         print(f"{target.display}: upgraded from version {before} to {after}")
     return 0
+
+
+def vacuum_command(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    if target.backend == "postgresql":
+        before, after = pg.vacuum(target.db, target.schema)
+    else:
+        before, after = sqlite.vacuum(target.db)
+    print(f"{target.display}: {_mib(before)} before, {_mib(after)} after")
+    return 0
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def _migrate_sqlite(target: Target) -> tuple[int, int]:

@@ -19,7 +19,14 @@ from ._common import CommandError, check_journal, client, read_only, target_of
 from ._format import iso, print_json, print_table, short_type, summary_json
 from ._timeline import build_view, print_view
 
-__all__ = ["cancel_command", "list_command", "resume_command", "show_command"]
+__all__ = [
+    "cancel_command",
+    "list_command",
+    "parse_age",
+    "prune_command",
+    "resume_command",
+    "show_command",
+]
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -107,4 +114,35 @@ def resume_command(args: argparse.Namespace) -> int:
 
     anyio.run(resume)
     print(f"delivered to {args.token}")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``15m``, ``90s``, ``2w`` (or plain seconds) as seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an age: {text!r} (use a number with s, m, h, d or w, e.g. 30d)"
+        ) from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"an age must be > 0, got {text!r}")
+    return seconds
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    check_journal(target)
+
+    async def prune() -> tuple[int, float]:
+        async with client(target) as runtime:
+            cutoff = runtime.clock.now() - args.older_than
+            return await runtime.prune(args.older_than, status=args.status), cutoff
+
+    pruned, cutoff = anyio.run(prune)
+    print(f"{target.display}: pruned {pruned} run(s) that ended before {iso(cutoff)}")
     return 0

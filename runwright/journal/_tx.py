@@ -58,6 +58,17 @@ _RUN_FINISH_FROM = {
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
 _STEP_CANCEL_FROM = _in(sources(STEP_TRANSITIONS, "cancelled"))
 _ENDED_RUN = ("completed", "failed", "cancelled")
+#: Every table that holds rows of a run, the runs table last.
+_RUN_TABLES = (
+    "events",
+    "steps",
+    "waits",
+    "hooks",
+    "stream_chunks",
+    "streams",
+    "run_problems",
+    "runs",
+)
 _WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))
 _WAIT_CANCEL_FROM = _in(sources(WAIT_TRANSITIONS, "cancelled"))
 
@@ -340,6 +351,36 @@ class Tx:
         for (child,) in children:
             self.request_cancel(str(child), at)
         return "requested"
+
+    def prune_runs(self, cutoff: float, statuses: Sequence[str], limit: int) -> int:
+        """Delete up to *limit* runs in *statuses* (ended ones) that finished before *cutoff*,
+        oldest first, with everything they hold; return how many.
+
+        A run is kept while it has a child that has not ended (the child's end is
+        written into its parent's events) or while its parent has not ended.
+        """
+        run_ids: list[str] = []
+        for status in (s for s in _ENDED_RUN if s in statuses):
+            # One status at a time, oldest first: the (status, created_at) index
+            # yields them in order and the scan stops at the limit.
+            rows = self._conn.execute(
+                "SELECT run_id FROM runs AS r WHERE status = ? AND finished_at < ? "
+                "AND NOT EXISTS (SELECT 1 FROM runs AS c WHERE c.parent_run_id = r.run_id "
+                "AND c.status IN ('pending', 'running')) "
+                "AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs AS p "
+                "WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) "
+                "ORDER BY created_at LIMIT ?",
+                (status, cutoff, limit - len(run_ids)),
+            ).fetchall()
+            run_ids += [str(row[0]) for row in rows]
+            if len(run_ids) >= limit:
+                break
+        if not run_ids:
+            return 0
+        marks = ",".join("?" * len(run_ids))
+        for table in _RUN_TABLES:
+            self._conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", run_ids)
+        return len(run_ids)
 
     def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
         self._conn.execute(

@@ -22,6 +22,7 @@ __all__ = [
     "migrate",
     "open_postgres",
     "redact",
+    "vacuum",
 ]
 
 
@@ -61,6 +62,16 @@ def migrate(url: str, schema: str | None = None) -> tuple[int, int]:
     except ImportError as exc:
         raise _needs_psycopg(target, exc) from None
     return migrate_schema(target)
+
+
+def vacuum(url: str, schema: str | None = None) -> tuple[int, int]:
+    """VACUUM the journal's tables at *url*; return their size in bytes before and after."""
+    target = PgTarget(url, schema)
+    try:
+        from ._inspect import vacuum_schema
+    except ImportError as exc:
+        raise _needs_psycopg(target, exc) from None
+    return vacuum_schema(target)
 
 
 def _needs_psycopg(target: PgTarget, exc: ImportError) -> JournalError:

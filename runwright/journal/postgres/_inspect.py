@@ -26,7 +26,7 @@ from ._connection import Conn
 from ._schema import SCHEMA_VERSION, ensure_schema, schema_version
 from ._url import PgTarget
 
-__all__ = ["CONNECT_TIMEOUT", "migrate_schema", "open_read_only"]
+__all__ = ["CONNECT_TIMEOUT", "migrate_schema", "open_read_only", "vacuum_schema"]
 
 #: Seconds to wait for the server before calling it unreachable.
 CONNECT_TIMEOUT = 10
@@ -70,6 +70,37 @@ def migrate_schema(target: PgTarget) -> tuple[int, int]:
     finally:
         conn.close()
     return before, after or 0
+
+
+def vacuum_schema(target: PgTarget) -> tuple[int, int]:
+    """VACUUM every table of the journal at *target* (space freed by pruning is reused,
+    and what sits at a table's end goes back to the system); return the tables' total
+    size in bytes before and after."""
+    conn = _connect(target)
+    try:
+        if schema_version(conn, target.schema) is None:
+            raise JournalError(f"{target.display} holds no runwright journal")
+        tables = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+                (target.schema,),
+            ).fetchall()
+        ]
+        sizes = (
+            "SELECT coalesce(sum(pg_total_relation_size(t::regclass)), 0) "
+            "FROM unnest(%s::text[]) AS t"
+        )
+        before = int(conn.execute(sizes, (tables,)).fetchone()[0])  # type: ignore[index]
+        for table in tables:
+            conn.execute(f"VACUUM (ANALYZE) {table}")  # names the server itself quoted
+        after = int(conn.execute(sizes, (tables,)).fetchone()[0])  # type: ignore[index]
+    except psycopg.Error as exc:
+        raise _translate(exc, target) from None
+    finally:
+        conn.close()
+    return before, after
 
 
 def _connect(target: PgTarget) -> psycopg.Connection[Any]:

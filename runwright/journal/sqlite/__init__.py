@@ -3,5 +3,6 @@
 from ._journal import SqliteJournal as SqliteJournal
 from ._journal import Synchronous as Synchronous
 from ._journal import connect_read_only as connect_read_only
+from ._journal import vacuum as vacuum
 
-__all__ = ["SqliteJournal", "Synchronous", "connect_read_only"]
+__all__ = ["SqliteJournal", "Synchronous", "connect_read_only", "vacuum"]

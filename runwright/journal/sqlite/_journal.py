@@ -23,7 +23,7 @@ from .._journal import Journal, _Request
 from .._tx import Tx
 from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
 
-__all__ = ["SqliteJournal", "Synchronous", "connect_read_only"]
+__all__ = ["SqliteJournal", "Synchronous", "connect_read_only", "vacuum"]
 
 T = TypeVar("T")
 log = logging.getLogger("runwright")
@@ -289,3 +289,25 @@ def connect_read_only(path: str) -> sqlite3.Connection:
         )
     _add_functions(conn)
     return conn
+
+
+def vacuum(path: str, busy_timeout: float = 5.0) -> tuple[int, int]:
+    """Rewrite the journal file at *path* without the pages pruning freed (``VACUUM``);
+    return its size in bytes before and after. Writers wait while it runs."""
+    read_only = connect_read_only(path)  # refuses what is not a runwright journal
+    read_only.close()
+    before = _size(path)
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot vacuum it: {exc}") from None
+    return before, _size(path)
+
+
+def _size(path: str) -> int:
+    return sum(os.path.getsize(name) for name in (path, f"{path}-wal") if os.path.exists(name))
