@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
@@ -89,6 +90,17 @@ def query_journal(db: Path | str, sql: str, params: tuple[Any, ...] = ()) -> lis
     with psycopg.connect(parsed.conninfo, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{parsed.schema}"')
         return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), params or None)]
+
+
+async def resume_when_live(runtime: rw.Runtime, token: str, payload: Any = None) -> None:
+    """Resume hook *token* as soon as its run has created it (within 10 s)."""
+    with anyio.fail_after(10):
+        while True:
+            try:
+                await runtime.resume_hook(token, payload)
+                return
+            except rw.HookNotFound:
+                await anyio.sleep(0.001)
 
 
 def wait_for_sessions_to_end(db: Path | str, session: str, timeout: float = 20.0) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import resume_when_live
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -74,16 +75,6 @@ async def tokens(runtime: rw.Runtime) -> set[str]:
             lambda c: c.execute("SELECT token FROM hooks").fetchall()
         )
     }
-
-
-async def resume_when_live(runtime: rw.Runtime, token: str, payload: Any) -> None:
-    with anyio.fail_after(10):
-        while True:
-            try:
-                await runtime.resume_hook(token, payload)
-                return
-            except rw.HookNotFound:
-                await anyio.sleep(0.001)
 
 
 async def test_await_a_hook_for_its_first_payload(make_runtime: Callable[..., rw.Runtime]):

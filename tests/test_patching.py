@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from conftest import query_journal
+from conftest import query_journal, resume_when_live
 
 import runwright as rw
 
@@ -67,16 +66,6 @@ async def order_flow(order: str) -> list[str]:
     return [receipt, done]
 
 
-async def _resume(runtime: rw.Runtime, token: str, payload: Any = None) -> None:
-    with anyio.fail_after(10):
-        while True:
-            try:
-                await runtime.resume_hook(token, payload)
-                return
-            except rw.HookNotFound:
-                await anyio.sleep(0.001)
-
-
 async def _wait_for_hook(runtime: rw.Runtime, token: str) -> None:
     with anyio.fail_after(10):
         while not await runtime.journal.read(  # noqa: ASYNC110 (polls the journal)
@@ -96,7 +85,7 @@ async def test_runs_keep_the_branch_they_took_across_a_deploy(
     async with make_runtime() as runtime:
         past = await runtime.start(order_flow, "past")  # passes the patch point on old code
         before = await runtime.start(order_flow, "before")  # stops before it
-        await _resume(runtime, "pay:past")
+        await resume_when_live(runtime, "pay:past")
         await _wait_for_hook(runtime, "done:past")
         await _wait_for_hook(runtime, "pay:before")
     assert sent == ["v1 past"]
@@ -104,11 +93,11 @@ async def test_runs_keep_the_branch_they_took_across_a_deploy(
     CODE["version"] = 2  # the deploy
     async with make_runtime() as runtime:
         fresh = await runtime.start(order_flow, "fresh")
-        await _resume(runtime, "done:past", "ok")
-        await _resume(runtime, "pay:before")
-        await _resume(runtime, "done:before", "ok")
-        await _resume(runtime, "pay:fresh")
-        await _resume(runtime, "done:fresh", "ok")
+        await resume_when_live(runtime, "done:past", "ok")
+        await resume_when_live(runtime, "pay:before")
+        await resume_when_live(runtime, "done:before", "ok")
+        await resume_when_live(runtime, "pay:fresh")
+        await resume_when_live(runtime, "done:fresh", "ok")
         assert await runtime.get_run(past.id).result(timeout=10) == ["v1", "ok"]
         assert await runtime.get_run(before.id).result(timeout=10) == ["v2", "ok"]
         assert await fresh.result(timeout=10) == ["v2", "ok"]
@@ -124,20 +113,20 @@ async def test_a_patch_can_be_deprecated_then_deleted_under_live_runs(
     CODE["version"] = 2
     async with make_runtime() as runtime:
         marked = await runtime.start(order_flow, "marked")
-        await _resume(runtime, "pay:marked")
+        await resume_when_live(runtime, "pay:marked")
         await _wait_for_hook(runtime, "done:marked")
 
     CODE["version"] = 3  # only the new branch is left; the marker is accepted
     async with make_runtime() as runtime:
         unmarked = await runtime.start(order_flow, "unmarked")
-        await _resume(runtime, "pay:unmarked")
+        await resume_when_live(runtime, "pay:unmarked")
         await _wait_for_hook(runtime, "done:unmarked")
     assert _markers(db_path, unmarked.id) == []
 
     CODE["version"] = 4  # the call is gone: a recorded marker is stepped over
     async with make_runtime() as runtime:
-        await _resume(runtime, "done:marked", "ok")
-        await _resume(runtime, "done:unmarked", "ok")
+        await resume_when_live(runtime, "done:marked", "ok")
+        await resume_when_live(runtime, "done:unmarked", "ok")
         assert await runtime.get_run(marked.id).result(timeout=10) == ["v2", "ok"]
         assert await runtime.get_run(unmarked.id).result(timeout=10) == ["v2", "ok"]
     assert sorted(sent) == ["v2 marked", "v2 unmarked"]

@@ -7,11 +7,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from conftest import query_journal
+from conftest import query_journal, resume_when_live
 
 import runwright as rw
 from runwright._cli import main
@@ -60,16 +59,6 @@ def _counts(db: Path | str, run_id: str) -> dict[str, int]:
     }
 
 
-async def _resume(runtime: rw.Runtime, token: str, payload: Any) -> None:
-    with anyio.fail_after(10):
-        while True:
-            try:
-                await runtime.resume_hook(token, payload)
-                return
-            except rw.HookNotFound:
-                await anyio.sleep(0.001)
-
-
 async def test_prune_deletes_old_ended_runs_and_everything_they_hold(
     make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path | str
 ):
@@ -102,7 +91,7 @@ async def test_prune_deletes_old_ended_runs_and_everything_they_hold(
             await old.summary()
 
         # Once the child ends, its parent can go too (it ended itself first).
-        await _resume(runtime, "orphan", "done")
+        await resume_when_live(runtime, "orphan", "done")
         assert await runtime.get_run(f"{leaves.id}.0").result(timeout=10) == "done"
         clock.advance(2 * DAY)
         # leaves, its child, and recent (ended two days ago by now)
@@ -134,7 +123,7 @@ async def test_retention_prunes_in_the_background_while_runs_go_on(
             while query_journal(db_path, "SELECT count(*) FROM runs")[0][0] > 1:
                 await clock.jump()
                 await anyio.sleep(0.01)
-        await _resume(runtime, "going", "still here")
+        await resume_when_live(runtime, "going", "still here")
         assert await going.result(timeout=10) == "still here"
 
 

@@ -8,9 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
-from conftest import query_journal
+from conftest import query_journal, resume_when_live
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -102,7 +101,7 @@ async def test_a_run_that_ends_first_releases_its_deadline(
 ):
     async with make_runtime() as runtime:
         handle = await runtime.start(waits_for_approval, "o-3", timeout=60)
-        await _resume_when_live(runtime, "approve:o-3", "yes")
+        await resume_when_live(runtime, "approve:o-3", "yes")
         assert await handle.result(timeout=10) == "yes"
         clock.advance(120)
     assert _deadline(db_path, handle.id)[0][1] == "cancelled"
@@ -153,13 +152,3 @@ async def test_a_bad_timeout_is_refused_before_anything_is_written(
 
 async def _body() -> None:
     """A workflow body for the decorator's argument check."""
-
-
-async def _resume_when_live(runtime: rw.Runtime, token: str, payload: object) -> None:
-    with anyio.fail_after(10):
-        while True:
-            try:
-                await runtime.resume_hook(token, payload)
-                return
-            except rw.HookNotFound:
-                await anyio.sleep(0.001)

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import query_journal
+from conftest import query_journal, resume_when_live
 
 import runwright as rw
 from runwright.testing import FakeClock
@@ -106,16 +106,6 @@ def _kinds(db: Path | str, run_id: str) -> list[tuple[str, int | None]]:
     return [(str(kind), cid) for kind, cid in rows]
 
 
-async def _resume_when_live(runtime: rw.Runtime, token: str, payload: Any) -> None:
-    with anyio.fail_after(10):
-        while True:
-            try:
-                await runtime.resume_hook(token, payload)
-                return
-            except rw.HookNotFound:
-                await anyio.sleep(0.001)
-
-
 async def test_a_race_cancels_the_losing_step_and_the_run_ends_at_once(
     make_runtime: Callable[..., rw.Runtime], clock: FakeClock, db_path: Path | str
 ):
@@ -175,7 +165,7 @@ async def test_a_hook_in_a_losing_branch_is_released_while_the_run_goes_on(
     async with make_runtime() as runtime:
         handle = await runtime.start(hook_against_timer, "h-1")
         await clock.jump()
-        await _resume_when_live(runtime, "h-1:next", "later")
+        await resume_when_live(runtime, "h-1:next", "later")
         assert await handle.result(timeout=10) == [None, "later"]
         with pytest.raises(rw.HookNotFound):
             await runtime.resume_hook("h-1", "too late")
@@ -187,7 +177,7 @@ async def test_a_payload_from_another_process_cancels_the_step_running_here(
     async with make_runtime() as owner, make_runtime(execute=False) as client:
         handle = await owner.start(step_against_hook, "go")
         await _until(lambda: seen["start x"] == 1)
-        await _resume_when_live(client, "go", "approved")
+        await resume_when_live(client, "go", "approved")
         assert await client.get_run(handle.id).result(timeout=10) == "after approved"
         await _until(lambda: seen["cancelled x"] == 1)
     assert ("step_cancelled", 1) in _kinds(db_path, handle.id)
@@ -201,7 +191,7 @@ async def test_a_settled_race_replays_after_a_restart(
         await clock.jump()
         await _until(lambda: ("hook_created", 2) in _kinds(db_path, handle.id))
     async with make_runtime() as runtime:
-        await _resume_when_live(runtime, "h-2:next", "after restart")
+        await resume_when_live(runtime, "h-2:next", "after restart")
         assert await runtime.get_run(handle.id).result(timeout=10) == [None, "after restart"]
     kinds = _kinds(db_path, handle.id)
     assert kinds.count(("hook_created", 0)) == 1
