@@ -2,10 +2,12 @@
 
 A run that ended before the cutoff goes with everything it holds (events,
 steps, waits, hooks, streams and their chunks, a recorded problem), unless a
-child of it or its parent is still going. Deletes go through the journal's
-writer like every other write, in batches sized to keep each transaction
-short (about :data:`BATCH_SECONDS`), with a pause between batches, so that
-pruning a large backlog never holds up the runs that are being written.
+child of it or its parent is still going. Deletes are maintenance writes
+(:meth:`Journal.maintain`): on SQLite they share the group-committed
+transactions of the runs being written, so each batch is kept short (the
+journal's ``maintenance_seconds``, 20 ms); on PostgreSQL they run on a
+connection of their own and take no lock a run's write needs, so batches can
+be longer. A short pause between batches lets writers in.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ from .journal._tx import Tx
 
 log = logging.getLogger("runwright")
 
-__all__ = ["BATCH_SECONDS", "ENDED", "prune", "prune_forever"]
+__all__ = ["ENDED", "prune", "prune_forever"]
 
-#: What one prune transaction should take.
-BATCH_SECONDS = 0.02
 #: The statuses of runs that can be pruned.
 ENDED = ("completed", "failed", "cancelled")
 _FIRST_BATCH = 100
@@ -41,25 +41,26 @@ async def prune(
 ) -> int:
     """Delete the runs in *statuses* that ended before *cutoff* (epoch seconds); return
     how many. Each batch is one transaction; the batch doubles while one takes less
-    than half :data:`BATCH_SECONDS`, and halves while one takes more than twice it."""
+    than half the journal's ``maintenance_seconds``, and halves while one takes more
+    than twice that."""
     unknown = sorted(set(statuses) - set(ENDED))
     if unknown:
         raise ValueError(
             f"only ended runs can be pruned ({', '.join(ENDED)}); not {', '.join(unknown)}"
         )
-    pruned, batch = 0, _FIRST_BATCH
+    pruned, batch, budget = 0, _FIRST_BATCH, journal.maintenance_seconds
     while True:
         started = time.perf_counter()
-        count = await journal.write(
+        count = await journal.maintain(
             functools.partial(Tx.prune_runs, cutoff=cutoff, statuses=statuses, limit=batch)
         )
         elapsed = time.perf_counter() - started
         pruned += count
         if count < batch:
             return pruned
-        if elapsed < BATCH_SECONDS / 2:
+        if elapsed < budget / 2:
             batch = min(_MAX_BATCH, batch * 2)
-        elif elapsed > BATCH_SECONDS * 2:
+        elif elapsed > budget * 2:
             batch = max(_MIN_BATCH, batch // 2)
         await anyio.sleep(pause)
 

@@ -123,6 +123,16 @@ class Journal:
             raise request.error
         return request.result  # type: ignore[no-any-return]
 
+    #: How long one maintenance transaction (a prune batch) should take: short where
+    #: it holds up the writes of runs (SQLite: it shares their transactions).
+    maintenance_seconds = 0.02
+
+    async def maintain(self, fn: Callable[[Tx], T]) -> T:
+        """Run *fn*, a write that appends no events and touches only rows no run's
+        driver writes (ended runs), in a transaction of its own where the backend can
+        keep it off the writes of runs; here, in the next group-committed one."""
+        return await self.write(fn)
+
     def watch(self, callback: Callable[[ForeignEvents], object]) -> None:
         """Call *callback* on the event loop with other processes' new events.
 

@@ -354,22 +354,22 @@ class Tx:
 
     def prune_runs(self, cutoff: float, statuses: Sequence[str], limit: int) -> int:
         """Delete up to *limit* runs in *statuses* (ended ones) that finished before *cutoff*,
-        oldest first, with everything they hold; return how many.
+        with everything they hold; return how many.
 
         A run is kept while it has a child that has not ended (the child's end is
         written into its parent's events) or while its parent has not ended.
         """
         run_ids: list[str] = []
         for status in (s for s in _ENDED_RUN if s in statuses):
-            # One status at a time, oldest first: the (status, created_at) index
-            # yields them in order and the scan stops at the limit.
+            # One status at a time, through the (status, created_at) index, in no
+            # particular order (no sort of every candidate): the scan stops at the limit.
             rows = self._conn.execute(
                 "SELECT run_id FROM runs AS r WHERE status = ? AND finished_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM runs AS c WHERE c.parent_run_id = r.run_id "
                 "AND c.status IN ('pending', 'running')) "
                 "AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs AS p "
                 "WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) "
-                "ORDER BY created_at LIMIT ?",
+                "LIMIT ?",
                 (status, cutoff, limit - len(run_ids)),
             ).fetchall()
             run_ids += [str(row[0]) for row in rows]

@@ -66,6 +66,7 @@ import psycopg
 
 from ..._exceptions import JournalError, JournalUnavailable
 from .._journal import ForeignEvents, Journal, _Request
+from .._tx import Tx
 from ._connection import (
     IDLE_IN_TX,
     Conn,
@@ -107,6 +108,8 @@ class PostgresJournal(Journal):
         self._writer: psycopg.Connection[Any] | None = writer
         self._reader: psycopg.Connection[Any] | None = None
         self._reader_lock = threading.Lock()
+        self._maintainer: psycopg.Connection[Any] | None = None
+        self._maintainer_lock = threading.Lock()
         #: When the writer's open transaction began (time.monotonic()); None between them.
         self._writing_since: float | None = None
 
@@ -358,7 +361,39 @@ class PostgresJournal(Journal):
                     raise translate(exc, self.path) from None
             raise AssertionError("unreachable")
 
+    # -- maintenance --------------------------------------------------------------
+
+    #: A prune batch takes no lock a run's write needs: it can be long (bigger
+    #: batches delete more per scan of the candidates).
+    maintenance_seconds = 1.0
+
+    async def maintain(self, fn: Callable[[Tx], T]) -> T:
+        """Run *fn* on a connection of its own, in a transaction that takes neither the
+        write lock nor any row a run's driver writes: runs being written never wait
+        for it."""
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
+        return await anyio.to_thread.run_sync(self._maintain_sync, fn)
+
+    def _maintain_sync(self, fn: Callable[[Tx], T]) -> T:
+        with self._maintainer_lock:
+            try:
+                self._maintainer = conn = self._connection(self._maintainer)
+                with conn.transaction():
+                    tx = Tx(Conn(conn))
+                    result = fn(tx)
+                    if tx.events:
+                        raise AssertionError("a maintenance write must append no events")
+                    return result
+            except psycopg.Error as exc:
+                if is_disconnect(exc, self._maintainer):
+                    raise JournalUnavailable(self.path, str(exc)) from None
+                raise translate(exc, self.path) from None
+
     def _close_sync(self) -> None:
+        with self._maintainer_lock:
+            if self._maintainer is not None:
+                self._maintainer.close()
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
