@@ -192,7 +192,7 @@ class Runtime:
         self.shutdown_grace = shutdown_grace
         #: Ended runs older than this many seconds are pruned in the background.
         self.retention = None if retention is None else duration(retention, "retention")
-        self._pruner = anyio.CancelScope()
+        self._pruner: anyio.CancelScope | None = None
         self._journal: Journal | None = None
         self._supervisor: Supervisor | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -258,7 +258,8 @@ class Runtime:
         assert journal is not None
         assert supervisor is not None
         assert tg is not None
-        self._pruner.cancel()
+        if self._pruner is not None:
+            self._pruner.cancel()
         try:
             with anyio.CancelScope(shield=True):
                 try:
@@ -322,6 +323,7 @@ class Runtime:
 
     async def _prune_forever(self, journal: Journal, retention: float) -> None:
         every = min(max(retention / 100, 60.0), 3600.0)
+        assert self._pruner is not None
         with self._pruner:
             await prune_forever(journal, self.clock, retention, every)
 

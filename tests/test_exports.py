@@ -25,13 +25,13 @@ def test_the_issue_contract_names_are_exported():
         "step", "workflow", "sleep", "sleep_until", "gather", "race", "now", "random",
         "uuid4", "run_info", "step_info", "Runtime", "RunStatus", "RunFailed",
         "RunCancelled", "FatalError", "RetryableError", "StepFailed",
-        "NonDeterminismError", "run",
+        "NonDeterminismError", "run", "StepTimeout", "patched", "deprecate_patch",
     }  # fmt: skip
     assert contract <= set(rw.__all__)
 
 
 def test_testing_tier():
-    assert runwright.testing.__all__ == ["FakeClock"]
+    assert runwright.testing.__all__ == ["FakeClock", "ReplayDivergence", "ReplayResult", "replay"]
 
 
 def test_asgi_tier():
