@@ -46,6 +46,7 @@ from ._exceptions import RetryableError as RetryableError
 from ._exceptions import RunCancelled as RunCancelled
 from ._exceptions import RunFailed as RunFailed
 from ._exceptions import RunNotFound as RunNotFound
+from ._exceptions import RunStuck as RunStuck
 from ._exceptions import RunTimeout as RunTimeout
 from ._exceptions import RunwrightError as RunwrightError
 from ._exceptions import SchemaVersionError as SchemaVersionError
@@ -54,6 +55,7 @@ from ._exceptions import StepTimeout as StepTimeout
 from ._exceptions import StreamClosed as StreamClosed
 from ._exceptions import UnknownWorkflowError as UnknownWorkflowError
 from ._runtime import RunHandle as RunHandle
+from ._runtime import RunProblem as RunProblem
 from ._runtime import RunSummary as RunSummary
 from ._runtime import Runtime as Runtime
 from ._runtime import run as run
@@ -99,7 +101,9 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunNotFound",
+    "RunProblem",
     "RunStatus",
+    "RunStuck",
     "RunSummary",
     "RunTimeout",
     "Runtime",

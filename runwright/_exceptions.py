@@ -53,6 +53,7 @@ __all__ = [
     "RunCancelled",
     "RunFailed",
     "RunNotFound",
+    "RunStuck",
     "RunTimeout",
     "RunwrightError",
     "SchemaVersionError",
@@ -124,16 +125,22 @@ class UnknownWorkflowError(RunwrightError):
 class NonDeterminismError(RunwrightError):
     """Replayed workflow code issued a command that differs from the journal.
 
-    The journal is left untouched: the run stays RUNNING and continues when a
-    runtime with the original code picks it up.
+    Two things cause it: the workflow's code changed in a way that breaks
+    replay, or its body is not deterministic (it reads the clock, draws
+    random numbers or does I/O outside steps). The journal is left untouched:
+    the run stays RUNNING and continues once its code replays.
     """
 
     def __init__(self, run_id: str, position: int, recorded: str, requested: str) -> None:
         super().__init__(
             f"run {run_id}: at position {position} the journal recorded {recorded} but the "
-            f"workflow code now asks for {requested}. The workflow code changed in a way that "
-            "breaks replay; deploy the original code to let the run continue (the journal is "
-            "unchanged)."
+            f"workflow code now asks for {requested}. Either the workflow's code changed "
+            "since the run got there (run the code it started with, or branch with "
+            "rw.patched(); `runwright replay` finds such runs before a deploy), or the "
+            "workflow body is not deterministic: it must take the time from rw.now(), "
+            "random values from rw.random() or rw.uuid4(), and do any I/O (clocks, "
+            "network, files, environment) inside a step. The journal is unchanged; the run "
+            "continues once its code replays."
         )
         self.run_id = run_id
         self.position = position
@@ -290,12 +297,32 @@ class RunCancelled(RunwrightError):
 
 
 class RunTimeout(RunwrightError, TimeoutError):
-    """Waiting for a run's result timed out; the run itself goes on."""
+    """Waiting for a run's result timed out; the run itself goes on.
 
-    def __init__(self, run_id: str, timeout: float) -> None:
-        super().__init__(f"run {run_id} did not finish within {timeout:g}s (it goes on)")
+    ``problem`` is why the run cannot advance, if it cannot (then waiting
+    longer will not help until it is fixed).
+    """
+
+    def __init__(self, run_id: str, timeout: float, problem: str | None = None) -> None:
+        message = f"run {run_id} did not finish within {timeout:g}s (it goes on)"
+        if problem:
+            message += f"; it cannot advance: {problem}"
+        super().__init__(message)
         self.run_id = run_id
         self.timeout = timeout
+        self.problem = problem
+
+
+class RunStuck(RunwrightError):
+    """The run cannot advance: its code does not replay its journal, its workflow is
+    not registered, or a payload cannot be decoded. Raised by
+    ``result(raise_on_problem=True)``; the run stays RUNNING until it is fixed."""
+
+    def __init__(self, run_id: str, kind: str, message: str) -> None:
+        super().__init__(f"run {run_id} cannot advance ({kind}): {message}")
+        self.run_id = run_id
+        self.kind = kind
+        self.message = message
 
 
 class HookConflict(RunwrightError):

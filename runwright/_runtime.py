@@ -20,14 +20,14 @@ from .actors._actor import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
-from .journal._queries import list_runs, run_row
+from .journal._queries import list_runs, problem_of, problems_of, run_row
 from .journal._rows import RunRow
 from .journal._states import RunStatus
 from .journal.sqlite import Synchronous
 from .streams._chunks import StreamInfo
 from .streams._hub import StreamReader
 
-__all__ = ["RunHandle", "RunSummary", "Runtime", "run"]
+__all__ = ["RunHandle", "RunProblem", "RunSummary", "Runtime", "run"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,8 +36,25 @@ DEFAULT_DB = "runwright.db"
 
 
 @attrs.frozen
+class RunProblem:
+    """Why a run cannot advance, since when: ``kind`` is ``non_determinism`` (its code
+    does not replay its journal), ``unknown_workflow`` or ``undecodable_payload``."""
+
+    kind: str
+    message: str
+    since: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: tuple[str, str, float] | None) -> RunProblem | None:
+        return None if row is None else cls(row[0], row[1], _datetime(row[2]))
+
+
+@attrs.frozen
 class RunSummary:
-    """One run as ``list_runs`` and ``runwright runs list`` show it."""
+    """One run as ``list_runs`` and ``runwright runs list`` show it.
+
+    ``problem`` is set while the run cannot advance (its status stays RUNNING).
+    """
 
     id: str
     workflow: str
@@ -47,9 +64,10 @@ class RunSummary:
     finished_at: dt.datetime | None
     error_type: str | None
     error_message: str | None
+    problem: RunProblem | None = None
 
     @classmethod
-    def from_row(cls, row: RunRow) -> RunSummary:
+    def from_row(cls, row: RunRow, problem: tuple[str, str, float] | None = None) -> RunSummary:
         return cls(
             row.run_id,
             row.workflow,
@@ -59,6 +77,7 @@ class RunSummary:
             None if row.finished_at is None else _datetime(row.finished_at),
             row.error_type,
             row.error_message,
+            RunProblem.from_row(problem),
         )
 
 
@@ -83,20 +102,28 @@ class RunHandle(Generic[R]):
         return RunStatus(row.status)
 
     async def summary(self) -> RunSummary:
-        row = await self._runtime._journal_or_fail().read(lambda c: run_row(c, self.id))
+        """The run's status, times, error, and why it cannot advance if it cannot."""
+        run_id = self.id
+        row, problem = await self._runtime._journal_or_fail().read(
+            lambda c: (run_row(c, run_id), problem_of(c, run_id))
+        )
         if row is None:
             raise RunNotFound(self.id)
-        return RunSummary.from_row(row)
+        return RunSummary.from_row(row, problem)
 
-    async def result(self, timeout: float | None = None) -> R:
+    async def result(self, timeout: float | None = None, *, raise_on_problem: bool = False) -> R:
         """The workflow's return value, once the run ends.
 
         Raises :class:`RunFailed` (its ``__cause__`` is the rebuilt error where
         possible), :class:`RunCancelled`, or :class:`RunTimeout` after *timeout*
-        seconds (the run goes on).
+        seconds (the run goes on; the message says why if it cannot advance).
+        With *raise_on_problem*, a run that cannot advance raises
+        :class:`RunStuck` as soon as that is recorded (useful in tests).
         """
         runtime = self._runtime
-        end = await runtime._supervisor_or_fail().wait(self.id, timeout)
+        end = await runtime._supervisor_or_fail().wait(
+            self.id, timeout, raise_on_problem=raise_on_problem
+        )
         return runtime._unpack(self.id, end)  # type: ignore[no-any-return]
 
     async def cancel(self) -> None:
@@ -345,15 +372,20 @@ class Runtime:
         *,
         status: RunStatus | str | None = None,
         workflow: WorkflowDefinition[Any, Any] | str | None = None,
+        stuck: bool | None = None,
         limit: int = 100,
     ) -> list[RunSummary]:
-        """Runs, newest first, optionally of one status and one workflow."""
+        """Runs, newest first, optionally of one status and one workflow; *stuck* keeps
+        only runs that cannot advance (True) or only the others (False)."""
         status_text = RunStatus(status).value if status is not None else None
         name = workflow.name if isinstance(workflow, WorkflowDefinition) else workflow
-        rows = await self._journal_or_fail().read(
-            lambda c: list_runs(c, status=status_text, workflow=name, limit=limit)
-        )
-        return [RunSummary.from_row(row) for row in rows]
+
+        def read(c: Any) -> tuple[list[RunRow], dict[str, tuple[str, str, float]]]:
+            rows = list_runs(c, status=status_text, workflow=name, stuck=stuck, limit=limit)
+            return rows, problems_of(c, [row.run_id for row in rows])
+
+        rows, problems = await self._journal_or_fail().read(read)
+        return [RunSummary.from_row(row, problems.get(row.run_id)) for row in rows]
 
     def _unpack(self, run_id: str, end: RunEnd) -> Any:
         if end.status == "completed":

@@ -198,6 +198,7 @@ async def test_list_newest_first_with_filters(
             "finished_at": "2027-01-15T08:01:00.000000Z",
             "error_type": "builtins:ValueError",
             "error_message": "card declined",
+            "problem": None,
         }
     ]
     assert contents(db) == before  # reading never changes the journal

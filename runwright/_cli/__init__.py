@@ -126,6 +126,11 @@ def _add_runs(
     )
     listing.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
     listing.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only runs that cannot advance (replay divergence, unknown workflow, ...)",
+    )
+    listing.add_argument(
         "--limit", type=_positive_int, default=100, metavar="N", help="at most N runs (100)"
     )
     listing.set_defaults(handler=_runs.list_command)

@@ -151,7 +151,7 @@ def iso_json(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso(timestamp, "microseconds")
 
 
-def summary_json(row: RunRow) -> dict[str, object]:
+def summary_json(row: RunRow, problem: tuple[str, str, float] | None = None) -> dict[str, object]:
     return {
         "id": row.run_id,
         "workflow": row.workflow,
@@ -161,7 +161,13 @@ def summary_json(row: RunRow) -> dict[str, object]:
         "finished_at": iso_json(row.finished_at),
         "error_type": row.error_type,
         "error_message": row.error_message,
+        "problem": None if problem is None else problem_json(problem),
     }
+
+
+def problem_json(problem: tuple[str, str, float]) -> dict[str, object]:
+    kind, message, at = problem
+    return {"kind": kind, "message": message, "since": iso_json(at)}
 
 
 def jsonable(value: object) -> object:

@@ -13,7 +13,7 @@ import anyio
 
 from .._exceptions import RunNotFound
 from ..journal._codec import DefaultCodec
-from ..journal._queries import events_of, list_runs, problem_of, run_row, steps_of
+from ..journal._queries import events_of, list_runs, problem_of, problems_of, run_row, steps_of
 from ..journal._states import RunStatus
 from ._common import CommandError, check_journal, client, read_only, target_of
 from ._format import iso, print_json, print_table, short_type, summary_json
@@ -31,25 +31,37 @@ __all__ = [
 
 def list_command(args: argparse.Namespace) -> int:
     with read_only(target_of(args)) as conn:
-        rows = list_runs(conn, status=args.status, workflow=args.workflow, limit=args.limit)
+        rows = list_runs(
+            conn,
+            status=args.status,
+            workflow=args.workflow,
+            stuck=True if args.stuck else None,
+            limit=args.limit,
+        )
+        problems = problems_of(conn, [row.run_id for row in rows])
     if args.json:
-        print_json([summary_json(row) for row in rows])
+        print_json([summary_json(row, problems.get(row.run_id)) for row in rows])
         return 0
     if not rows:
         print("no runs")
         return 0
     table = [["RUN ID", "WORKFLOW", "STATUS", "CREATED", "FINISHED", "ERROR"]]
-    table.extend(
-        [
-            row.run_id,
-            row.workflow,
-            row.status,
-            iso(row.created_at, "seconds"),
-            iso(row.finished_at, "seconds"),
-            short_type(row.error_type) if row.error_type else "-",
-        ]
-        for row in rows
-    )
+    for row in rows:
+        problem = problems.get(row.run_id)
+        if problem is not None:
+            error = f"stuck: {problem[0]}"  # the run stays running; `runs show` says why
+        else:
+            error = short_type(row.error_type) if row.error_type else "-"
+        table.append(
+            [
+                row.run_id,
+                row.workflow,
+                row.status,
+                iso(row.created_at, "seconds"),
+                iso(row.finished_at, "seconds"),
+                error,
+            ]
+        )
     print_table(table)
     return 0
 

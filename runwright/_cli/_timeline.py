@@ -180,19 +180,13 @@ class RunView:
     timeline: list[_Entry]
 
     def as_json(self) -> dict[str, object]:
-        row = self.row
-        problem = None
-        if self.problem is not None:
-            kind, message, at = self.problem
-            problem = {"kind": kind, "message": message, "at": iso_json(at)}
-        summary = summary_json(row)
+        summary = summary_json(self.row, self.problem)
         del summary["error_type"], summary["error_message"]
         return {
             **summary,
             "args": self.args,
             "result": self.result,
             "error": None if self.error is None else self.error.as_json(),
-            "problem": problem,
             "timeline": [entry.as_json() for entry in self.timeline],
         }
 

@@ -39,13 +39,14 @@ from .._exceptions import (
     JournalError,
     JournalUnavailable,
     RunNotFound,
+    RunStuck,
     RunTimeout,
     UnknownWorkflowError,
 )
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
-from ..journal._queries import claimable_runs, live_runs, owners, run_row
+from ..journal._queries import claimable_runs, live_runs, owners, problem_of, run_row
 from ..journal._rows import RunRow
 from ..journal._tx import Tx
 from ..streams._hub import StreamHub
@@ -513,8 +514,13 @@ class Supervisor:
             self.streams.run_ended(run_id)
             self.poke(run_id)
 
-    async def wait(self, run_id: str, timeout: float | None) -> RunEnd:
-        """Wait for a run to end: woken directly when it ends here, else by polling."""
+    async def wait(
+        self, run_id: str, timeout: float | None, *, raise_on_problem: bool = False
+    ) -> RunEnd:
+        """Wait for a run to end: woken directly when it ends here, else by polling.
+
+        With *raise_on_problem*, a run that cannot advance raises RunStuck.
+        """
         recent = self._recent_ends.get(run_id)
         if recent is not None:
             return recent
@@ -524,18 +530,20 @@ class Supervisor:
         waiter.count += 1
         try:
             if timeout is None:
-                return await self._wait(run_id, waiter)
+                return await self._wait(run_id, waiter, raise_on_problem)
             with anyio.fail_after(timeout):
-                return await self._wait(run_id, waiter)
+                return await self._wait(run_id, waiter, raise_on_problem)
         except TimeoutError:
             assert timeout is not None
-            raise RunTimeout(run_id, timeout) from None
+            problem = await self.journal.read(lambda c: problem_of(c, run_id))
+            why = None if problem is None else f"{problem[0]}: {problem[1]}"
+            raise RunTimeout(run_id, timeout, why) from None
         finally:
             waiter.count -= 1
             if waiter.count == 0:
                 self._waiters.pop(run_id, None)
 
-    async def _wait(self, run_id: str, waiter: _Waiter) -> RunEnd:
+    async def _wait(self, run_id: str, waiter: _Waiter, raise_on_problem: bool) -> RunEnd:
         # A run that ends in another process wakes the waiter through the
         # journal's watcher (poke); the look here is only a safety net.
         delay = 0.01
@@ -549,11 +557,15 @@ class Supervisor:
                 await waiter.event.wait()  # set when it ends here, or is let go
                 continue
             woken = waiter.event  # a poke during the read below must not be missed
-            row = await self.journal.read(lambda c: run_row(c, run_id))
+            row, problem = await self.journal.read(
+                lambda c: (run_row(c, run_id), problem_of(c, run_id) if raise_on_problem else None)
+            )
             if row is None:
                 raise RunNotFound(run_id)
             if row.status in _TERMINAL:
                 return _end_of(row)
+            if problem is not None:
+                raise RunStuck(run_id, problem[0], problem[1])
             with anyio.move_on_after(delay):
                 await woken.wait()
             delay = min(delay * 2, 1.0)

@@ -17,6 +17,7 @@ __all__ = [
     "next_wake",
     "owners",
     "problem_of",
+    "problems_of",
     "run_row",
     "run_status",
     "runs_after",
@@ -82,8 +83,11 @@ def list_runs(
     *,
     status: str | None = None,
     workflow: str | None = None,
+    stuck: bool | None = None,
     limit: int = 100,
 ) -> list[RunRow]:
+    """Runs, newest first; *stuck* keeps only those that cannot advance (True) or only
+    the others (False)."""
     where, params = [], []
     if status is not None:
         where.append("status = ?")
@@ -91,6 +95,9 @@ def list_runs(
     if workflow is not None:
         where.append("workflow = ?")
         params.append(workflow)
+    if stuck is not None:
+        exists = "EXISTS (SELECT 1 FROM run_problems p WHERE p.run_id = runs.run_id)"
+        where.append(exists if stuck else f"NOT {exists}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id LIMIT ?",
@@ -160,6 +167,18 @@ def live_runs(conn: Connection) -> list[tuple[str, str | None, bool]]:
             "WHERE status IN ('pending', 'running') ORDER BY created_at"
         )
     ]
+
+
+def problems_of(conn: Connection, run_ids: list[str]) -> dict[str, tuple[str, str, float]]:
+    """Why each run in *run_ids* that cannot advance cannot: (kind, message, since)."""
+    if not run_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT run_id, kind, message, at FROM run_problems "
+        f"WHERE run_id IN ({','.join('?' * len(run_ids))})",
+        run_ids,
+    ).fetchall()
+    return {str(row[0]): (str(row[1]), str(row[2]), float(row[3])) for row in rows}
 
 
 def problem_of(conn: Connection, run_id: str) -> tuple[str, str, float] | None:
