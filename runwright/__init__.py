@@ -38,6 +38,7 @@ from ._exceptions import HookConflict as HookConflict
 from ._exceptions import HookNotFound as HookNotFound
 from ._exceptions import JournalError as JournalError
 from ._exceptions import JournalUnavailable as JournalUnavailable
+from ._exceptions import KeyConflict as KeyConflict
 from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
 from ._exceptions import NotInStepError as NotInStepError
@@ -91,6 +92,7 @@ __all__ = [
     "HookNotFound",
     "JournalError",
     "JournalUnavailable",
+    "KeyConflict",
     "NonDeterminismError",
     "NotARunwrightDatabase",
     "NotInStepError",

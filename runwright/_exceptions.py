@@ -45,6 +45,7 @@ __all__ = [
     "HookNotFound",
     "JournalError",
     "JournalUnavailable",
+    "KeyConflict",
     "NonDeterminismError",
     "NotARunwrightDatabase",
     "NotInStepError",
@@ -334,6 +335,20 @@ class HookConflict(RunwrightError):
             "hooks until the hook is disposed or its run ends"
         )
         self.token = token
+
+
+class KeyConflict(RunwrightError):
+    """``start(..., key=k)`` where *k* already names a run of another workflow, or one
+    started with other arguments: a key names one run, whatever retries it."""
+
+    def __init__(self, key: str, run_id: str, holder: str) -> None:
+        super().__init__(
+            f"the key {key!r} already names run {run_id}, {holder}; a key names one run "
+            "(a start with the same workflow and arguments returns it): use another key, "
+            "or look the run up with runtime.get_run()"
+        )
+        self.key = key
+        self.run_id = run_id
 
 
 class HookNotFound(RunwrightError):

@@ -354,6 +354,22 @@ async def test_same_key_same_run_one_execution(make_runtime: Callable[..., rw.Ru
     assert calls["add:0:0"] == 1
 
 
+async def test_a_key_held_by_another_workflow_or_other_arguments_conflicts(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+):
+    async with make_runtime() as runtime:
+        first = await runtime.start(sequence, 3, key="order-2")
+        with pytest.raises(rw.KeyConflict, match=r"run .* of workflow .*sequence") as info:
+            await runtime.start(racer, key="order-2")
+        assert info.value.run_id == first.id
+        assert info.value.key == "order-2"
+        with pytest.raises(rw.KeyConflict, match="started with other arguments"):
+            await runtime.start(sequence, 4, key="order-2")
+        assert (await runtime.start(sequence, 3, key="order-2")).id == first.id
+        assert await first.result() == 3
+    assert query_journal(db_path, "SELECT count(*) FROM runs")[0][0] == 1
+
+
 async def test_result_timeout_leaves_the_run_going(
     make_runtime: Callable[..., rw.Runtime], clock: FakeClock
 ):

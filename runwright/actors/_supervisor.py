@@ -38,6 +38,7 @@ from .._exceptions import (
     HookNotFound,
     JournalError,
     JournalUnavailable,
+    KeyConflict,
     RunNotFound,
     RunStuck,
     RunTimeout,
@@ -239,7 +240,7 @@ class Supervisor:
                 actor.finishing = interpreter.outcome
                 end = actor.run_end(interpreter.outcome)
 
-        def create(tx: Tx) -> tuple[str | None, list[Any]]:
+        def create(tx: Tx) -> tuple[tuple[str, str, bytes] | None, list[Any]]:
             existing = tx.create_run(
                 run_id,
                 definition.name,
@@ -261,7 +262,12 @@ class Supervisor:
         existing, events = await self._write_patiently(create)
         if existing is not None:
             actor.drop_interpreter()
-            return existing
+            holder, workflow, held_args = existing
+            if workflow != definition.name:
+                raise KeyConflict(key or "", holder, f"a run of workflow {workflow!r}")
+            if self.codec.decode(held_args) != self.codec.decode(encoded_args):
+                raise KeyConflict(key or "", holder, "a run started with other arguments")
+            return holder
         if not self.execute:
             return run_id
         actor.remember(events)

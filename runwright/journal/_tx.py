@@ -134,18 +134,20 @@ class Tx:
         key: str | None,
         owner: str | None,
         lease_seconds: float,
-    ) -> str | None:
+    ) -> tuple[str, str, bytes] | None:
         """Create a run (RUNNING with a lease of *lease_seconds* if it has an owner, else
         PENDING).
 
-        Returns None when it was created, or the id of the run that already
-        holds *key*, or *run_id* itself if it exists (a retry of a write whose
-        commit was not acknowledged).
+        Returns None when it was created; else the run that already holds *key*,
+        or *run_id* itself if it exists (a retry of a write whose commit was not
+        acknowledged), as (run id, workflow, encoded arguments).
         """
         if key is not None:
-            row = self._conn.execute("SELECT run_id FROM runs WHERE key = ?", (key,)).fetchone()
+            row = self._conn.execute(
+                "SELECT run_id, workflow, args FROM runs WHERE key = ?", (key,)
+            ).fetchone()
             if row is not None:
-                return str(row[0])
+                return str(row[0]), str(row[1]), bytes(row[2])
         if owner is not None:
             cur = self._conn.execute(
                 "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
@@ -160,7 +162,7 @@ class Tx:
                 (run_id, workflow, key, args, at, at),
             )
         if cur.rowcount != 1:
-            return run_id
+            return run_id, workflow, args
         self.append(run_id, Kind.RUN_CREATED, at, name=workflow, payload=args)
         return None
 
