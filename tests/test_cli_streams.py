@@ -273,6 +273,37 @@ async def test_an_unknown_run(db: Path | str, cli: Cli) -> None:
         assert done.stderr == b"runwright: error: no run with id 'nope' in this journal\n"
 
 
+async def test_tail_of_a_stream_the_run_does_not_have(db: Path | str, cli: Cli) -> None:
+    clock = FakeClock()
+    async with runtime(db, clock) as rt:
+        run = await rt.start(two_streams, 3600)
+        await clock.wait_for_sleeper()  # both streams are written, the run sleeps
+        async with anyio.create_task_group() as tg:
+            waited: list[subprocess.CompletedProcess[bytes]] = []
+
+            async def tail_default() -> None:
+                waited.append(await cli("streams", "tail", run.id))
+
+            tg.start_soon(tail_default)
+            await anyio.sleep(1.0)  # the tail is waiting for the stream to appear
+            await clock.jump()  # the run ends without writing it
+        assert await run.result() == "done"
+    [done] = waited
+    assert done.returncode == 1
+    assert done.stdout == b""
+    going = "its streams: 'notes' (2 chunks), 'story' (1 chunk, closed)"
+    streams = "its streams: 'notes' (2 chunks, closed), 'story' (1 chunk, closed)"
+    assert done.stderr.decode() == (
+        f"runwright: run {run.id} has no stream 'default' yet ({going}); waiting for it\n"
+        f"runwright: error: run {run.id} ended without a stream 'default'; {streams}\n"
+    )
+    done = await cli("streams", "tail", run.id, "nope")  # the run has ended: at once
+    assert done.returncode == 1
+    assert done.stderr.decode() == (
+        f"runwright: error: run {run.id} has no stream 'nope'; {streams}\n"
+    )
+
+
 # -- streams list ------------------------------------------------------------------------
 
 

@@ -19,25 +19,41 @@ from ..journal._codec import DefaultCodec
 from ..journal._queries import run_status, streams_of
 from ..journal._rows import StreamRow
 from ..streams._chunks import Chunk, StreamInfo
-from ._common import check_journal, client, read_only, target_of
+from ._common import CommandError, Target, check_journal, client, read_only, target_of
 from ._format import decode, jsonable, print_json, print_table
 
 __all__ = ["list_command", "tail_command"]
 
+_ENDED = ("completed", "failed", "cancelled")
 
-def list_command(args: argparse.Namespace) -> int:
-    target = target_of(args)
-    with read_only(target) as conn:  # the run's status and its streams from one snapshot
-        status = run_status(conn, args.run_id)
+
+def _streams(target: Target, run_id: str) -> tuple[str, list[StreamInfo]]:
+    """The run's status and its streams, from one snapshot."""
+    with read_only(target) as conn:
+        status = run_status(conn, run_id)
         if status is None:
-            raise RunNotFound(args.run_id)
+            raise RunNotFound(run_id)
         rows: list[StreamRow] = []
         if (
             target.backend == "postgresql"
             or conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'streams'").fetchone()
         ):
-            rows = streams_of(conn, args.run_id)  # an SQLite journal older than streams has none
-    infos = [StreamInfo.of(row, status) for row in rows]
+            rows = streams_of(conn, run_id)  # an SQLite journal older than streams has none
+    return status, [StreamInfo.of(row, status) for row in rows]
+
+
+def _described(infos: list[StreamInfo]) -> str:
+    if not infos:
+        return "it has none"
+    return "its streams: " + ", ".join(
+        f"{i.name!r} ({i.chunks} chunk{'' if i.chunks == 1 else 's'}"
+        f"{', closed' if i.closed else ''})"
+        for i in infos
+    )
+
+
+def list_command(args: argparse.Namespace) -> int:
+    _, infos = _streams(target_of(args), args.run_id)
     if args.json:
         print_json(
             [
@@ -70,22 +86,46 @@ class _LenientCodec:
 
 
 def tail_command(args: argparse.Namespace) -> int:
+    """Follow a stream until it is closed or its run ends.
+
+    A stream the run has not written (yet): if the run has ended, that is an
+    error that lists the streams it has; if it is still going, the stream may
+    come, so the tail waits for it (saying so on stderr), and fails the same
+    way if the run ends without it.
+    """
     target = target_of(args)
     check_journal(target)
     run_id: str = args.run_id
     name: str = args.name
     start: int = args.start
     emit = _emit_json if args.json else _emit_chunk
+    status, infos = _streams(target, run_id)
+    if name not in {i.name for i in infos}:
+        if status in _ENDED:
+            raise CommandError(f"run {run_id} has no stream {name!r}; {_described(infos)}")
+        print(
+            f"runwright: run {run_id} has no stream {name!r} yet ({_described(infos)}); "
+            "waiting for it",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    async def tail() -> None:
+    async def tail() -> int:
+        seen = 0
         async with client(target, codec=_LenientCodec()) as runtime:
             async for chunk in runtime.get_run(run_id).stream(name, start=start):
                 emit(chunk)
+                seen += 1
+        return seen
 
     try:
-        anyio.run(tail)
+        seen = anyio.run(tail)
     except KeyboardInterrupt:
         return 130
+    if not seen:
+        _, infos = _streams(target, run_id)
+        if name not in {i.name for i in infos}:
+            raise CommandError(f"run {run_id} ended without a stream {name!r}; {_described(infos)}")
     return 0
 
 
