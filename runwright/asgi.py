@@ -40,12 +40,11 @@ last event named ``end``, then the response ends::
     data: {"chunks":1}
 
 ``id`` is the chunk's index and ``end`` carries how many chunk events this
-response sent. ``data`` is JSON on one line. A chunk's value appears as is
-when it is JSON already (``str``, ``int``, finite ``float``, ``bool``,
-``None``, and ``list`` and ``dict`` with ``str`` keys holding such values);
-``bytes`` become ``{"$bytes": "<base64>"}``, and any other value (a tuple, a
-datetime, a non-finite float, ...) becomes ``{"$repr": "<repr(value)>"}``,
-which is for reading, not for decoding. A browser's ``EventSource``
+response sent. ``data`` is JSON on one line. A chunk's value is in runwright's
+JSON form, the same the command line prints (see ``runwright.journal._json``
+and the README): JSON values as they are, any other value as an object with
+one ``$`` tag, e.g. ``{"$b": "<base64>"}`` for ``bytes`` and ``{"$t": [...]}``
+for a tuple, which reads back losslessly. A browser's ``EventSource``
 reconnects on its own and sends the last ``id`` it saw as ``Last-Event-ID``;
 the response then resumes at the next chunk, so the client sees no gap and
 no duplicate. The ``end`` event has no ``id``: a client that reconnects
@@ -76,7 +75,6 @@ treated the same way.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -86,6 +84,7 @@ import anyio
 
 from ._exceptions import RunNotFound
 from ._streaming import check_name
+from .journal._json import to_json
 
 if TYPE_CHECKING:
     from ._runtime import RunHandle
@@ -293,7 +292,7 @@ def _header(scope: Scope, wanted: bytes) -> str | None:
 
 
 def _sse_event(chunk: Chunk) -> bytes:
-    payload = {"data": _jsonable(chunk.data), "writer": chunk.writer, "attempt": chunk.attempt}
+    payload = {"data": to_json(chunk.data), "writer": chunk.writer, "attempt": chunk.attempt}
     return b"id: %d\ndata: %s\n\n" % (chunk.index, _json(payload))
 
 
@@ -303,7 +302,7 @@ def _raw_bytes(data: Any) -> bytes:
     if isinstance(data, str):
         # As stored: lone surrogates (which a str chunk may hold) keep their bytes.
         return data.encode("utf-8", "surrogatepass")
-    return _json(_jsonable(data)) + b"\n"
+    return _json(to_json(data)) + b"\n"
 
 
 def _json(value: Any) -> bytes:
@@ -313,19 +312,3 @@ def _json(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: escape it as JSON allows
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def _jsonable(value: Any) -> Any:
-    """*value* as plain JSON, with ``$bytes`` and ``$repr`` for what JSON cannot hold."""
-    kind = type(value)
-    if value is None or kind is str or kind is bool or kind is int:
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else {"$repr": repr(value)}
-    if kind is bytes:
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if kind is list:
-        return [_jsonable(item) for item in value]
-    if kind is dict and all(type(key) is str for key in value):
-        return {key: _jsonable(item) for key, item in value.items()}
-    return {"$repr": repr(value)}

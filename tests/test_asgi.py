@@ -21,6 +21,7 @@ import pytest
 import runwright as rw
 import runwright.asgi
 from runwright.asgi import stream_response
+from runwright.journal._json import from_json
 
 pytestmark = [
     pytest.mark.anyio,
@@ -206,11 +207,13 @@ async def test_sse_of_a_finished_run_sends_every_chunk_then_an_end_event(
     payloads = [json.loads(e["data"]) for e in got[:5]]
     assert [p["data"] for p in payloads] == [
         "Hello",
-        {"$bytes": base64.b64encode(b"\x00\xffraw").decode()},
+        {"$b": base64.b64encode(b"\x00\xffraw").decode()},
         {"n": [1, 2.5, None, True], "s": "line\nbreak"},
-        {"$repr": "(1, 2)"},
+        {"$t": [1, 2]},
         7,
     ]
+    # The same JSON form the command line prints, which reads back losslessly.
+    assert [from_json(p["data"]) for p in payloads] == items
     assert {(p["writer"], p["attempt"]) for p in payloads} == {(f"{run.id}:0", 1)}
     assert got[5] == {"event": "end", "data": '{"chunks":5}'}
     assert len(got) == 6
@@ -307,7 +310,7 @@ async def test_raw_body_is_the_chunks_concatenated(
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.content == b"".join(parts)
     assert tail.content == b"tail"
-    assert other.content == 'zażółć \x00{"n":1}\n[{"$bytes":"AQ=="}]\n'.encode()
+    assert other.content == 'zażółć \x00{"n":1}\n[{"$b":"AQ=="}]\n'.encode()
 
 
 @pytest.mark.parametrize("fmt", ["sse", "raw"])

@@ -89,6 +89,19 @@ async def awaits_approval() -> str:
     return await rw.hook("cli-approval")
 
 
+@rw.workflow
+async def child_flow() -> str:
+    return "child done"
+
+
+@rw.workflow
+async def cancelled_mid_step(order: str) -> None:
+    approval = rw.hook(f"ok:{order}")
+    child = await rw.start_child(child_flow)
+    await child.result()
+    await rw.gather(hangs(), approval)
+
+
 @rw.step(retries=0, timeout=0.01)
 async def too_slow() -> None:
     await anyio.sleep_forever()
@@ -227,7 +240,7 @@ status    completed
 key       -
 created   {START_ISO}
 finished  {ended}
-args      (42, currency='CHF')
+args      42, currency='CHF'
 result    'charged 42 CHF'
 
 timeline
@@ -245,7 +258,9 @@ retried at 2027-01-15T08:00:00.025Z
     assert await cli("runs", "show", handle.id, "--db", str(db), "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["status"] == "completed"
-    assert shown["result"] == "'charged 42 CHF'"
+    assert shown["result"] == "charged 42 CHF"  # values in the JSON form, not reprs
+    assert shown["args"] == [42]
+    assert shown["kwargs"] == {"currency": "CHF"}
     assert shown["error"] is None
     assert shown["problem"] is None
     kinds = [(entry["type"], entry.get("event")) for entry in shown["timeline"]]
@@ -387,6 +402,35 @@ async def test_show_a_run_that_timed_out(
     timeline = json.loads(capsys.readouterr().out)["timeline"]
     assert {"type": "run", "event": "deadline", "at": "2027-01-15T08:00:00.000000Z",
             "detail": ended} in timeline  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_show_names_tokens_and_children_and_a_cancelled_runs_step(
+    db: Path | str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with runtime(db, clock) as rt:
+        handle = await rt.start(cancelled_mid_step, "o0")
+        with anyio.fail_after(10):
+            while "step_started" not in [  # noqa: ASYNC110 (polls the journal)
+                kind
+                for (kind,) in query_journal(
+                    db, "SELECT kind FROM events WHERE run_id = ?", (handle.id,)
+                )
+            ]:
+                await anyio.sleep(0.001)
+        await handle.cancel()
+        with pytest.raises(rw.RunCancelled):
+            await handle.result()
+
+    assert await cli("runs", "show", handle.id, "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "args      'o0'\n" in out  # one argument, not ('o0')
+    assert "  hook_created: ok:o0\n" in out
+    assert f"  child_started: {handle.id}.1 ({child_flow.name})\n" in out
+    assert "  child_completed: #1: completed\n" in out
+    assert f"step #2 {hangs.name}(): cancelled\n" in out
+    assert "  attempt 1 " in out
+    assert out.count("cancelled") >= 3  # the step, its attempt, the run
 
 
 @pytest.mark.anyio

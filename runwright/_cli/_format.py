@@ -7,7 +7,6 @@ here is shown as ``<undecodable: ...>`` rather than failing the command.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from typing import Any
@@ -22,12 +21,12 @@ from ..journal._rows import RunRow
 __all__ = [
     "ErrorInfo",
     "Undecodable",
+    "arguments",
     "call",
     "decode",
     "error_info",
     "iso",
     "iso_json",
-    "jsonable",
     "one_line",
     "print_json",
     "print_table",
@@ -102,16 +101,31 @@ def _raw_json(data: bytes) -> object:
 
 def call(name: str, decoded: object) -> str:
     """``name(1, 'a', flag=True)`` from a decoded ``(args, kwargs)`` pair."""
-    if (
+    listed = _arguments(decoded)
+    if listed is None:
+        return shorten(f"{name}{safe_repr(decoded)}")
+    return shorten(f"{name}({listed})")
+
+
+def arguments(decoded: object) -> str:
+    """``1, 'a', flag=True`` from a decoded ``(args, kwargs)`` pair; ``-`` for none."""
+    listed = _arguments(decoded)
+    if listed is None:
+        return shorten(safe_repr(decoded))
+    return shorten(listed) if listed else "-"
+
+
+def _arguments(decoded: object) -> str | None:
+    if not (
         isinstance(decoded, tuple)
         and len(decoded) == 2
         and isinstance(decoded[0], tuple | list)
         and isinstance(decoded[1], dict)
     ):
-        parts = [safe_repr(value) for value in decoded[0]]
-        parts.extend(f"{key}={safe_repr(value)}" for key, value in decoded[1].items())
-        return shorten(f"{name}({', '.join(parts)})")
-    return shorten(f"{name}{safe_repr(decoded)}" if name else safe_repr(decoded))
+        return None
+    parts = [safe_repr(value) for value in decoded[0]]
+    parts.extend(f"{key}={safe_repr(value)}" for key, value in decoded[1].items())
+    return ", ".join(parts)
 
 
 def safe_repr(value: object) -> str:
@@ -168,29 +182,6 @@ def summary_json(row: RunRow, problem: tuple[str, str, float] | None = None) -> 
 def problem_json(problem: tuple[str, str, float]) -> dict[str, object]:
     kind, message, at = problem
     return {"kind": kind, "message": message, "since": iso_json(at)}
-
-
-def jsonable(value: object) -> object:
-    """*value* as JSON can hold it: bytes as ``{"$b": base64}`` (the codec's tag), tuples and
-    sets as lists, and anything else JSON has no form for as its repr."""
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return {"$b": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, set | frozenset):
-        items = [jsonable(item) for item in value]
-        try:
-            return sorted(items)  # type: ignore[type-var]
-        except TypeError:
-            return items
-    if isinstance(value, dict):
-        return {
-            key if isinstance(key, str) else safe_repr(key): jsonable(item)
-            for key, item in value.items()
-        }
-    return safe_repr(value)
 
 
 def table_lines(table: list[list[str]]) -> list[str]:

@@ -16,11 +16,12 @@ import attrs
 
 from .._exceptions import RunNotFound
 from ..journal._codec import DefaultCodec
+from ..journal._json import to_json
 from ..journal._queries import run_status, streams_of
 from ..journal._rows import StreamRow
 from ..streams._chunks import Chunk, StreamInfo
 from ._common import CommandError, Target, check_journal, client, read_only, target_of
-from ._format import decode, jsonable, print_json, print_table
+from ._format import Undecodable, decode, print_json, print_table
 
 __all__ = ["list_command", "tail_command"]
 
@@ -143,7 +144,7 @@ def _emit_chunk(chunk: Chunk) -> None:
         binary.write(data)
         binary.flush()
     else:
-        _write_text(json.dumps(jsonable(data), ensure_ascii=False) + "\n")
+        _write_text(json.dumps(_json_form(data), ensure_ascii=False) + "\n")
 
 
 def _emit_json(chunk: Chunk) -> None:
@@ -151,9 +152,16 @@ def _emit_json(chunk: Chunk) -> None:
         "index": chunk.index,
         "writer": chunk.writer,
         "attempt": chunk.attempt,
-        "data": jsonable(chunk.data),
+        "data": _json_form(chunk.data),
     }
     _write_text(json.dumps(record) + "\n")
+
+
+def _json_form(data: object) -> object:
+    """The chunk in runwright's JSON form; one that cannot be decoded here says why."""
+    if isinstance(data, Undecodable):
+        return {"$undecodable": data.reason}
+    return to_json(data)
 
 
 def _write_text(text: str) -> None:

@@ -11,10 +11,12 @@ import attrs
 
 from ..journal._codec import DefaultCodec
 from ..journal._events import Event, Kind
+from ..journal._json import payload_json
 from ..journal._rows import RunRow
 from ..journal._states import RunStatus
 from ._format import (
     ErrorInfo,
+    arguments,
     call,
     decode,
     error_info,
@@ -28,6 +30,14 @@ from ._format import (
 __all__ = ["RunView", "build_view", "print_view"]
 
 _TERMINAL = frozenset(status.value for status in RunStatus if status.is_terminal)
+#: A step's status from its last attempt's outcome.
+_STEP_STATUS = {
+    "ok": "completed",
+    "failed": "failed",
+    "retrying": "retrying",
+    "cancelled": "cancelled",
+    "unfinished": "unfinished",
+}
 
 
 @attrs.define
@@ -81,9 +91,7 @@ class _Step:
             return "cancelled"
         if not self.attempts:
             return "scheduled"
-        return {"ok": "completed", "failed": "failed", "retrying": "retrying"}.get(
-            self.attempts[-1].outcome, "running"
-        )
+        return _STEP_STATUS.get(self.attempts[-1].outcome, "running")
 
     def attempt(self, number: int) -> _Attempt:
         for attempt in self.attempts:
@@ -182,13 +190,35 @@ class RunView:
     def as_json(self) -> dict[str, object]:
         summary = summary_json(self.row, self.problem)
         del summary["error_type"], summary["error_message"]
+        args, kwargs = _call_json(self.row.args)
+        result = None
+        if self.row.status == "completed":
+            result = payload_json(self.row.outcome)
         return {
             **summary,
-            "args": self.args,
-            "result": self.result,
+            "args": args,
+            "kwargs": kwargs,
+            "result": result,
             "error": None if self.error is None else self.error.as_json(),
             "timeline": [entry.as_json() for entry in self.timeline],
         }
+
+
+def _call_json(data: bytes) -> tuple[object, object]:
+    """A run's arguments in the JSON form: the positional ones as a list, and a dict."""
+    form = payload_json(data)  # the tuple (args, kwargs); args a tuple or a list
+    call = _untuple(form)
+    if isinstance(call, list) and len(call) == 2:
+        positional = _untuple(call[0])
+        if isinstance(positional, list) and isinstance(call[1], dict):
+            return positional, call[1]
+    return form, {}
+
+
+def _untuple(form: object) -> object:
+    if isinstance(form, dict) and list(form) == ["$t"]:
+        return form["$t"]
+    return form
 
 
 def build_view(
@@ -247,8 +277,13 @@ def build_view(
             deadline = decode(codec, event.payload)
             when = iso(deadline) if isinstance(deadline, float) else None
             timeline.append(_Mark(kind, event.at, when))
-        elif kind in (Kind.CANCEL_REQUESTED, Kind.PATCHED):
-            timeline.append(_Mark(kind, event.at, event.name))
+        elif kind in (Kind.CANCEL_REQUESTED, Kind.PATCHED, Kind.HOOK_CREATED, Kind.HOOK_RECEIVED):
+            timeline.append(_Mark(kind, event.at, event.name))  # the reason, patch id or token
+        elif kind == Kind.CHILD_STARTED:
+            child = (event.payload or b"").decode("utf-8", "replace")
+            timeline.append(_Mark(kind, event.at, f"{child} ({event.name})"))
+        elif kind in (Kind.CHILD_COMPLETED, Kind.CHILD_CANCELLED):
+            timeline.append(_Mark(kind, event.at, f"#{event.cid}: {event.name}"))
         elif kind == Kind.WAIT_CREATED and event.cid is not None:
             wake_at = decode(codec, event.payload)
             sleep = _Sleep(event.cid, event.at, wake_at if isinstance(wake_at, float) else None)
@@ -296,7 +331,7 @@ def build_view(
             error = error_info(codec, row.outcome)
         else:
             error = ErrorInfo(row.error_type or "?", row.error_message or "", "")
-    args = call("", decode(codec, row.args))
+    args = arguments(decode(codec, row.args))
     return RunView(row, args, result, error, problem, timeline)
 
 

@@ -819,6 +819,8 @@ _TAGS: dict[str, tuple[type, Callable[[Any], object]]] = {
     "$dc": (list, _decode_dataclass),
     "$attrs": (list, _decode_attrs),
     "$exc": (list, _decode_exception),
+    # Never written here: the JSON form of a non-finite float (see _json.py).
+    "$f": (str, float),
 }
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
