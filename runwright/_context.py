@@ -18,16 +18,15 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from ._exceptions import NotInWorkflowError, RunwrightError
-from .actors._interpreter import (
+from .actors._commands import (
     HOOK_ENDED,
     ChildResult,
     GroupRequest,
     HookReceive,
-    Interpreter,
     SleepRequest,
     StartChildRequest,
-    current_interpreter,
 )
+from .actors._interpreter import Interpreter, current_interpreter
 
 __all__ = [
     "ChildHandle",

@@ -23,7 +23,8 @@ import anyio.to_thread
 import attrs
 
 from ._exceptions import EncodeError, UnknownWorkflowError
-from .actors._interpreter import StepRequest, current_interpreter
+from .actors._commands import StepRequest
+from .actors._interpreter import current_interpreter
 from .journal._codec import Codec
 
 __all__ = [

@@ -76,21 +76,21 @@ from ..journal._queries import events_of, steps_of, waits_of
 from ..journal._rows import RunRow, StepRow, WaitRow
 from ..journal._tx import TIMED_OUT, Tx
 from ..streams._hub import AttemptStreams, current_attempt
-from ._history import REPLAY_KINDS, apply_event, read_history, step_error
-from ._interpreter import (
+from ._commands import (
     CancelCommand,
     ChildCommand,
     Command,
     Failure,
     HookCommand,
     HookDisposeCommand,
-    Interpreter,
     Outcome,
     PatchCommand,
     SleepCommand,
     StepCommand,
     Value,
 )
+from ._history import REPLAY_KINDS, apply_event, read_history, step_error
+from ._interpreter import Interpreter
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -65,28 +65,7 @@ from ._commands import (
     describe,
 )
 
-__all__ = [
-    "HOOK_ENDED",
-    "CancelCommand",
-    "ChildCommand",
-    "ChildResult",
-    "Command",
-    "Failure",
-    "GroupRequest",
-    "HookCommand",
-    "HookDisposeCommand",
-    "HookReceive",
-    "Interpreter",
-    "Outcome",
-    "PatchCommand",
-    "SleepCommand",
-    "SleepRequest",
-    "StartChildRequest",
-    "StepCommand",
-    "StepRequest",
-    "Value",
-    "current_interpreter",
-]
+__all__ = ["Interpreter", "current_interpreter"]
 
 current_interpreter: contextvars.ContextVar[Interpreter | None] = contextvars.ContextVar(
     "runwright_interpreter", default=None

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import runwright as rw
-from runwright.actors._interpreter import (
+from runwright.actors._commands import (
     CancelCommand,
     ChildResult,
     Command,
     Failure,
     GroupRequest,
     HookDisposeCommand,
-    Interpreter,
     SleepCommand,
     SleepRequest,
     StartChildRequest,
@@ -26,6 +25,7 @@ from runwright.actors._interpreter import (
     StepRequest,
     Value,
 )
+from runwright.actors._interpreter import Interpreter
 
 
 def step(name: str, *args: Any) -> StepRequest:
