@@ -17,6 +17,7 @@ from ._context import patched as patched
 from ._context import race as race
 from ._context import random as random
 from ._context import run_info as run_info
+from ._context import select as select
 from ._context import sleep as sleep
 from ._context import sleep_until as sleep_until
 from ._context import start_child as start_child
@@ -131,6 +132,7 @@ __all__ = [
     "readable",
     "run",
     "run_info",
+    "select",
     "sleep",
     "sleep_until",
     "start_child",

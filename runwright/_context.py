@@ -41,6 +41,7 @@ __all__ = [
     "race",
     "random",
     "run_info",
+    "select",
     "sleep",
     "sleep_until",
     "start_child",
@@ -143,6 +144,24 @@ def race(*awaitables: Awaitable[T]) -> Awaitable[T]:
     """
     _interpreter("rw.race()")
     return GroupRequest("race", awaitables)
+
+
+def select(**branches: Awaitable[Any]) -> Awaitable[tuple[str, Any]]:
+    """Race named branches; the winner's name and value: ``(name, value)``.
+
+    ``which, payload = await rw.select(approval=rw.hook(token), timeout=rw.sleep(60))``
+    tells a hook payload of ``None`` from a timer that won. The others are
+    cancelled, as by :func:`race`; an error in the first branch to finish is
+    raised.
+    """
+    _interpreter("rw.select()")
+    if not branches:
+        raise ValueError("rw.select() needs at least one named awaitable")
+
+    async def named(name: str, awaitable: Awaitable[Any]) -> tuple[str, Any]:
+        return name, await awaitable
+
+    return GroupRequest("race", tuple(named(name, a) for name, a in branches.items()))
 
 
 class Hook:

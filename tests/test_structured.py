@@ -214,3 +214,29 @@ async def test_cancelling_a_run_journals_its_running_step_as_cancelled(
     assert statuses == [("cancelled",)]
     waits = query_journal(db_path, "SELECT status FROM waits WHERE run_id = ?", (handle.id,))
     assert waits == [("cancelled",)]
+
+
+@rw.workflow
+async def approval_or_timeout(token: str) -> list[Any]:
+    which, value = await rw.select(approval=rw.hook(token), timeout=rw.sleep(60))
+    return [which, value]
+
+
+async def test_select_tells_which_branch_won(
+    make_runtime: Callable[..., rw.Runtime], clock: FakeClock
+):
+    async with make_runtime() as runtime:
+        approved = await runtime.start(approval_or_timeout, "sel-1")
+        await resume_when_live(runtime, "sel-1", None)  # a payload of None
+        assert await approved.result(timeout=10) == ["approval", None]
+        timed_out = await runtime.start(approval_or_timeout, "sel-2")
+        await clock.wait_for_sleeper()
+        await clock.jump()
+        assert await timed_out.result(timeout=10) == ["timeout", None]
+        with pytest.raises(rw.HookNotFound):  # the losing hook was released with its run
+            await runtime.resume_hook("sel-2", "late")
+
+
+def test_select_needs_a_workflow_and_a_branch():
+    with pytest.raises(rw.NotInWorkflowError, match=r"rw\.select\(\)"):
+        rw.select(a=rw.sleep)  # type: ignore[arg-type]

@@ -507,3 +507,20 @@ def test_a_patch_id_must_be_a_non_empty_string():
     interp.start()
     assert isinstance(interp.outcome, Failure)
     assert "patch id" in str(interp.outcome.error)
+
+
+def test_select_names_the_winner_and_needs_a_branch():
+    async def body() -> Any:
+        won = await rw.select(slow=step("slow"), fast=step("fast"))
+        try:
+            rw.select()
+        except ValueError as exc:
+            return won, str(exc)
+        return won, "no error"
+
+    interp = make(body)
+    interp.start()
+    assert interp.resolve(1, Value("F"), 1.0) == [CancelCommand(0, "step")]
+    assert interp.outcome == Value(
+        (("fast", "F"), "rw.select() needs at least one named awaitable")
+    )
