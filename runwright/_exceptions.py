@@ -268,10 +268,11 @@ class SchemaVersionError(JournalError):
 
 
 class RunNotFound(RunwrightError):
-    """No run with that id exists in the journal."""
+    """No run with that id (or, with ``key=True``, holding that key) is in the journal."""
 
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r} in this journal")
+    def __init__(self, run_id: str, *, key: bool = False) -> None:
+        what = f"holding the key {run_id!r}" if key else f"with id {run_id!r}"
+        super().__init__(f"no run {what} in this journal")
         self.run_id = run_id
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -363,9 +364,28 @@ class Runtime:
         """
         await self._supervisor_or_fail().resume_hook(token, payload)
 
-    def get_run(self, run_id: str) -> RunHandle[Any]:
-        """A handle on an existing run (checked when it is used)."""
-        return RunHandle(self, run_id)
+    @overload
+    def get_run(self, run_id: str) -> RunHandle[Any]: ...
+    @overload
+    def get_run(self, run_id: None = None, *, key: str) -> Awaitable[RunHandle[Any]]: ...
+
+    def get_run(
+        self, run_id: str | None = None, *, key: str | None = None
+    ) -> RunHandle[Any] | Awaitable[RunHandle[Any]]:
+        """A handle on an existing run: ``get_run(run_id)`` (checked when it is used), or
+        ``await get_run(key=...)``, the run that holds a key (RunNotFound if none does)."""
+        if (run_id is None) == (key is None):
+            raise TypeError("get_run() takes a run id or key=, not both or neither")
+        if run_id is not None:
+            return RunHandle(self, run_id)
+        assert key is not None
+        return self._run_with_key(key)
+
+    async def _run_with_key(self, key: str) -> RunHandle[Any]:
+        rows = await self._journal_or_fail().read(lambda c: list_runs(c, key=key, limit=1))
+        if not rows:
+            raise RunNotFound(key, key=True)
+        return RunHandle(self, rows[0].run_id)
 
     async def list_runs(
         self,
@@ -373,15 +393,34 @@ class Runtime:
         status: RunStatus | str | None = None,
         workflow: WorkflowDefinition[Any, Any] | str | None = None,
         stuck: bool | None = None,
+        key: str | None = None,
+        parent: str | None = None,
+        since: dt.datetime | None = None,
+        after: RunSummary | str | None = None,
         limit: int = 100,
     ) -> list[RunSummary]:
         """Runs, newest first, optionally of one status and one workflow; *stuck* keeps
-        only runs that cannot advance (True) or only the others (False)."""
+        only runs that cannot advance (True) or only the others (False); *key* the run
+        holding it; *parent* a run's children; *since* runs created then or later.
+        Page with *after*: the last run (or its id) of the previous page.
+        """
         status_text = RunStatus(status).value if status is not None else None
         name = workflow.name if isinstance(workflow, WorkflowDefinition) else workflow
+        after_id = after.id if isinstance(after, RunSummary) else after
+        since_ts = None if since is None else since.timestamp()
 
         def read(c: Any) -> tuple[list[RunRow], dict[str, tuple[str, str, float]]]:
-            rows = list_runs(c, status=status_text, workflow=name, stuck=stuck, limit=limit)
+            rows = list_runs(
+                c,
+                status=status_text,
+                workflow=name,
+                stuck=stuck,
+                key=key,
+                parent=parent,
+                since=since_ts,
+                after=after_id,
+                limit=limit,
+            )
             return rows, problems_of(c, [row.run_id for row in rows])
 
         rows, problems = await self._journal_or_fail().read(read)

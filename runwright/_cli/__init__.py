@@ -130,6 +130,19 @@ def _add_runs(
         action="store_true",
         help="only runs that cannot advance (replay divergence, unknown workflow, ...)",
     )
+    listing.add_argument("--key", metavar="KEY", help="only the run that holds this key")
+    listing.add_argument("--parent", metavar="RUN_ID", help="only the children of this run")
+    listing.add_argument(
+        "--since",
+        type=_runs.parse_since,
+        metavar="WHEN",
+        help="only runs created since WHEN: an ISO time (UTC if no zone) or an age (2h, 7d)",
+    )
+    listing.add_argument(
+        "--after",
+        metavar="RUN_ID",
+        help="the next page: runs listed after this one (the last of the previous page)",
+    )
     listing.add_argument(
         "--limit", type=_positive_int, default=100, metavar="N", help="at most N runs (100)"
     )

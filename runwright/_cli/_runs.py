@@ -7,7 +7,10 @@ and ``hooks resume`` write through a client runtime, which runs no steps.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import sys
+import time
 
 import anyio
 
@@ -23,6 +26,7 @@ __all__ = [
     "cancel_command",
     "list_command",
     "parse_age",
+    "parse_since",
     "prune_command",
     "resume_command",
     "show_command",
@@ -36,9 +40,15 @@ def list_command(args: argparse.Namespace) -> int:
             status=args.status,
             workflow=args.workflow,
             stuck=True if args.stuck else None,
+            key=args.key,
+            parent=args.parent,
+            since=args.since,
+            after=args.after,
             limit=args.limit,
         )
         problems = problems_of(conn, [row.run_id for row in rows])
+    if len(rows) == args.limit:
+        print(f"runwright: more runs may follow: --after {rows[-1].run_id}", file=sys.stderr)
     if args.json:
         print_json([summary_json(row, problems.get(row.run_id)) for row in rows])
         return 0
@@ -144,6 +154,22 @@ def parse_age(text: str) -> float:
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"an age must be > 0, got {text!r}")
     return seconds
+
+
+def parse_since(text: str) -> float:
+    """An ISO time (UTC when it names no zone) or an age back from now, as a timestamp."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return time.time() - parse_age(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"not a time or an age: {text!r} (e.g. 2026-11-30T08:00, or 2h, 7d)"
+            ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
 
 
 def prune_command(args: argparse.Namespace) -> int:

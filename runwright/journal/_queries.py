@@ -84,17 +84,38 @@ def list_runs(
     status: str | None = None,
     workflow: str | None = None,
     stuck: bool | None = None,
+    key: str | None = None,
+    parent: str | None = None,
+    since: float | None = None,
+    after: str | None = None,
     limit: int = 100,
 ) -> list[RunRow]:
-    """Runs, newest first; *stuck* keeps only those that cannot advance (True) or only
-    the others (False)."""
-    where, params = [], []
+    """Runs, newest first (by creation, then id); *stuck* keeps only those that cannot
+    advance (True) or only the others (False); *parent* the children of a run; *since*
+    those created at or after it; *after* those listed after the run with that id (the
+    last of the previous page), so that pages follow each other with no gap and no
+    repeat."""
+    where: list[str] = []
+    params: list[object] = []
     if status is not None:
         where.append("status = ?")
         params.append(status)
     if workflow is not None:
         where.append("workflow = ?")
         params.append(workflow)
+    if key is not None:
+        where.append("key = ?")
+        params.append(key)
+    if parent is not None:
+        where.append("parent_run_id = ?")
+        params.append(parent)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if after is not None:
+        made = "(SELECT created_at FROM runs WHERE run_id = ?)"
+        where.append(f"(created_at < {made} OR (created_at = {made} AND run_id > ?))")
+        params += [after, after, after]
     if stuck is not None:
         exists = "EXISTS (SELECT 1 FROM run_problems p WHERE p.run_id = runs.run_id)"
         where.append(exists if stuck else f"NOT {exists}")
