@@ -27,6 +27,7 @@ from .journal._states import RunStatus
 from .journal.sqlite import Synchronous
 from .streams._chunks import StreamInfo
 from .streams._hub import StreamReader
+from .streams._latest import LatestAttempts
 
 __all__ = ["RunHandle", "RunProblem", "RunSummary", "Runtime", "run"]
 
@@ -131,7 +132,9 @@ class RunHandle(Generic[R]):
         """Cancel the run if it is still going; running steps are cancelled. No-op once ended."""
         await self._runtime._supervisor_or_fail().cancel(self.id)
 
-    def stream(self, name: str = DEFAULT_STREAM, *, start: int = 0) -> StreamReader:
+    def stream(
+        self, name: str = DEFAULT_STREAM, *, start: int = 0, skip_superseded: bool = False
+    ) -> StreamReader | LatestAttempts:
         """Read the run's stream *name*: an async iterator of :class:`rw.Chunk`.
 
         Chunks come in write order from index *start* (a negative *start*
@@ -140,9 +143,19 @@ class RunHandle(Generic[R]):
         Iteration ends when the stream is closed or the run ends. Readers in
         the writing process get chunks from memory as soon as they are
         durable; readers elsewhere are woken by the journal's watcher.
+
+        With *skip_superseded*, chunks of a step's attempt that a later attempt
+        of the same step is known to have replaced are left out (what a failed
+        attempt wrote before its retry): all of them when the retry had begun
+        before reading started, and those that come after the retry's first
+        chunk otherwise.
         """
         check_name(name)
-        return self._runtime._supervisor_or_fail().streams.reader(self.id, name, start)
+        supervisor = self._runtime._supervisor_or_fail()
+        reader = supervisor.streams.reader(self.id, name, start)
+        if skip_superseded:
+            return LatestAttempts(reader, supervisor.journal)
+        return reader
 
     async def stream_info(self, name: str = DEFAULT_STREAM) -> StreamInfo:
         """The stream's chunk and byte counts, and whether it is closed (or its run ended)."""

@@ -37,14 +37,20 @@ last event named ``end``, then the response ends::
     data: {"data":"Hello","writer":"<run id>:0","attempt":1}
 
     event: end
-    data: {"chunks":1}
+    data: {"chunks":1,"reason":"closed"}
 
 ``id`` is the chunk's index and ``end`` carries how many chunk events this
-response sent. ``data`` is JSON on one line. A chunk's value is in runwright's
-JSON form, the same the command line prints (see ``runwright.journal._json``
-and the README): JSON values as they are, any other value as an object with
-one ``$`` tag, e.g. ``{"$b": "<base64>"}`` for ``bytes`` and ``{"$t": [...]}``
-for a tuple, which reads back losslessly. A browser's ``EventSource``
+response sent and why the stream ended (``"reason"``: ``"closed"`` by its
+writer, or the run's end, ``"completed"``, ``"failed"`` or ``"cancelled"``).
+When a step's new attempt (a retry) writes its first chunk after chunks of
+its previous attempt were sent, an ``attempt`` event comes first
+(``event: attempt`` / ``data: {"writer": ..., "attempt": n}``) so that a
+client can clear what the superseded attempt showed. ``data`` is JSON on one
+line. A chunk's value is in runwright's JSON form, the same the command line
+prints (see ``runwright.journal._json`` and the README): JSON values as they
+are, any other value as an object with one ``$`` tag, e.g. ``{"$b":
+"<base64>"}`` for ``bytes`` and ``{"$t": [...]}`` for a tuple, which reads
+back losslessly. A browser's ``EventSource``
 reconnects on its own and sends the last ``id`` it saw as ``Last-Event-ID``;
 the response then resumes at the next chunk, so the client sees no gap and
 no duplicate. The ``end`` event has no ``id``: a client that reconnects
@@ -122,6 +128,7 @@ def stream_response(
     start: int | None = None,
     keepalive: float | None = KEEPALIVE,
     media_type: str | None = None,
+    skip_superseded: bool = False,
 ) -> StreamResponse:
     """An ASGI application that answers one request with the run's stream *name*.
 
@@ -131,8 +138,9 @@ def stream_response(
     ``run.stream()``); for SSE a ``Last-Event-ID: N`` request header wins
     and reading starts at N + 1. *keepalive* is the idle interval between
     SSE keepalive comments (``None`` sends none). *media_type* overrides the
-    ``Content-Type``. The run is looked up when the request arrives: an
-    unknown run gets a 404.
+    ``Content-Type``. *skip_superseded* leaves out chunks of a step's attempt
+    that a later attempt replaced (see ``run.stream()``). The run is looked up
+    when the request arrives: an unknown run gets a 404.
     """
     check_name(name)
     if format not in _MEDIA_TYPES:
@@ -152,13 +160,14 @@ def stream_response(
         0 if start is None else start,
         keepalive,
         _MEDIA_TYPES[format] if media_type is None else media_type,
+        skip_superseded,
     )
 
 
 class StreamResponse:
     """The ASGI application :func:`stream_response` returns; call it once per request."""
 
-    __slots__ = ("format", "keepalive", "media_type", "name", "run", "start")
+    __slots__ = ("format", "keepalive", "media_type", "name", "run", "skip_superseded", "start")
 
     def __init__(
         self,
@@ -168,6 +177,7 @@ class StreamResponse:
         start: int,
         keepalive: float | None,
         media_type: str,
+        skip_superseded: bool = False,
     ) -> None:
         self.run = run
         self.name = name
@@ -175,6 +185,7 @@ class StreamResponse:
         self.start = start
         self.keepalive = keepalive
         self.media_type = media_type
+        self.skip_superseded = skip_superseded
 
     def __repr__(self) -> str:
         return f"<StreamResponse {self.run.id}/{self.name} {self.format}>"
@@ -231,7 +242,8 @@ class StreamResponse:
             return
         sse = self.format == "sse"
         idle = self.keepalive if sse and self.keepalive is not None else math.inf
-        reader = self.run.stream(self.name, start=start)
+        reader = self.run.stream(self.name, start=start, skip_superseded=self.skip_superseded)
+        attempts: dict[str, int] = {}
         sent = 0
         while True:
             # Cancelling a read midway is safe: the reader moves only when it hands out a chunk.
@@ -244,10 +256,19 @@ class StreamResponse:
             if chunk is None:
                 await _body(send, _KEEPALIVE_LINE)
                 continue
+            if sse and chunk.writer is not None and chunk.attempt is not None:
+                before = attempts.get(chunk.writer)
+                if before is not None and chunk.attempt > before:
+                    # The step's new attempt begins: what its last one wrote is superseded.
+                    news = {"writer": chunk.writer, "attempt": chunk.attempt}
+                    await _body(send, b"event: attempt\ndata: " + _json(news) + b"\n\n")
+                attempts[chunk.writer] = max(chunk.attempt, before or 0)
             await _body(send, _sse_event(chunk) if sse else _raw_bytes(chunk.data))
             sent += 1
         if sse:
-            await _body(send, b"event: end\ndata: " + _json({"chunks": sent}) + b"\n\n")
+            reason = await self.run._runtime.supervisor.streams.end_reason(self.run.id, self.name)
+            end = {"chunks": sent, "reason": reason}
+            await _body(send, b"event: end\ndata: " + _json(end) + b"\n\n")
         await _send(send, {"type": "http.response.body", "body": b""})
 
 

@@ -65,6 +65,22 @@ async def gated(gate: str, count: int) -> int:
     return await write_gated(gate, count)
 
 
+@rw.step(retries=1, backoff=0)
+async def retried_writer() -> str:
+    attempt = rw.step_info().attempt
+    async with rw.writable() as out:
+        for i in range(2):
+            await out.write(f"attempt {attempt} token {i}")
+    if attempt == 1:
+        raise ConnectionError("dropped")
+    return "ok"
+
+
+@rw.workflow
+async def retried_stream() -> str:
+    return await retried_writer()
+
+
 class App:
     """Serves ``/runs/<run id>/<stream>?format=&start=&keepalive=`` with stream_response.
 
@@ -95,6 +111,7 @@ class App:
             format=query.get("format", "sse"),  # type: ignore[arg-type]
             start=int(query["start"]) if "start" in query else None,
             keepalive=float(query.get("keepalive", 15)),
+            skip_superseded=query.get("skip_superseded") == "1",
         )
         self.started += 1
         try:
@@ -215,8 +232,32 @@ async def test_sse_of_a_finished_run_sends_every_chunk_then_an_end_event(
     # The same JSON form the command line prints, which reads back losslessly.
     assert [from_json(p["data"]) for p in payloads] == items
     assert {(p["writer"], p["attempt"]) for p in payloads} == {(f"{run.id}:0", 1)}
-    assert got[5] == {"event": "end", "data": '{"chunks":5}'}
+    assert got[5] == {"event": "end", "data": '{"chunks":5,"reason":"completed"}'}
     assert len(got) == 6
+
+
+async def test_a_retried_writer_is_announced_or_its_superseded_chunks_skipped(
+    make_runtime: Callable[..., rw.Runtime], anyio_backend: str
+) -> None:
+    async with make_runtime() as runtime:
+        run = await runtime.start(retried_stream)
+        assert await run.result() == "ok"
+        everything = [c.data async for c in run.stream()]
+        latest = [c.data async for c in run.stream(skip_superseded=True)]
+        async with serving(App(runtime), anyio_backend) as client:
+            async with sse(client, f"/runs/{run.id}/default") as events:
+                announced = await events.rest()
+            async with sse(client, f"/runs/{run.id}/default?skip_superseded=1") as events:
+                skipped = await events.rest()
+    assert everything == [f"attempt {a} token {i}" for a in (1, 2) for i in range(2)]
+    assert latest == ["attempt 2 token 0", "attempt 2 token 1"]
+    attempt = {"event": "attempt", "data": json.dumps(
+        {"writer": f"{run.id}:0", "attempt": 2}, separators=(",", ":"))}  # fmt: skip
+    assert announced[2] == attempt
+    assert chunk_ids(announced) == [0, 1, 2, 3]
+    assert announced[-1] == {"event": "end", "data": '{"chunks":4,"reason":"completed"}'}
+    assert chunk_ids(skipped) == [2, 3]
+    assert skipped[-1] == {"event": "end", "data": '{"chunks":2,"reason":"completed"}'}
 
 
 async def test_sse_delivers_chunks_while_the_run_is_still_writing(
@@ -236,7 +277,7 @@ async def test_sse_delivers_chunks_while_the_run_is_still_writing(
         assert await run.result() == 10
     assert chunk_ids(first + rest) == list(range(10))
     assert [json.loads(e["data"])["data"] for e in first] == [f"token {i}" for i in range(5)]
-    assert rest[-1] == {"event": "end", "data": '{"chunks":10}'}
+    assert rest[-1] == {"event": "end", "data": '{"chunks":10,"reason":"closed"}'}
 
 
 async def test_a_client_resumes_with_last_event_id_without_gap_or_duplicate(
@@ -256,7 +297,7 @@ async def test_a_client_resumes_with_last_event_id_without_gap_or_duplicate(
                 after += await events.rest()
     assert chunk_ids(before) == [0, 1, 2]
     assert chunk_ids(before + after) == list(range(10))
-    assert after[-1] == {"event": "end", "data": '{"chunks":7}'}
+    assert after[-1] == {"event": "end", "data": '{"chunks":7,"reason":"closed"}'}
 
 
 async def test_last_event_id_wins_over_start_and_an_empty_one_is_absent(

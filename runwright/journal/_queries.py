@@ -12,6 +12,7 @@ __all__ = [
     "due_waits",
     "events_of",
     "events_of_runs",
+    "latest_attempts",
     "list_runs",
     "live_runs",
     "next_wake",
@@ -226,6 +227,16 @@ def chunks_from(
         if total >= max_bytes:
             break
     return chunks
+
+
+def latest_attempts(conn: Connection, run_id: str, name: str) -> dict[str, int]:
+    """The newest attempt of each step that wrote to a stream, by the step's writer id."""
+    rows = conn.execute(
+        "SELECT writer, max(attempt) FROM stream_chunks WHERE run_id = ? AND name = ? "
+        "AND writer IS NOT NULL AND attempt IS NOT NULL GROUP BY writer",
+        (run_id, name),
+    ).fetchall()
+    return {str(row[0]): int(row[1]) for row in rows}
 
 
 def stream_row(conn: Connection, run_id: str, name: str) -> StreamRow | None:

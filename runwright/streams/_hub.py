@@ -385,6 +385,18 @@ class StreamHub:
     def reader(self, run_id: str, name: str, start: int) -> StreamReader:
         return StreamReader(self, run_id, name, start)
 
+    async def end_reason(self, run_id: str, name: str) -> str:
+        """Why a stream has ended: "closed" by its writer, or its run's end ("completed",
+        "failed", "cancelled"); "open" if it has not."""
+
+        def read(conn: Any) -> tuple[str | None, StreamRow | None]:
+            return run_status(conn, run_id), stream_row(conn, run_id, name)
+
+        status, row = await self.journal.read(read)
+        if row is not None and row.closed_at is not None:
+            return "closed"
+        return status if status in _ENDED else "open"
+
     async def info(self, run_id: str, name: str) -> StreamInfo:
         def read(conn: Any) -> tuple[str | None, StreamRow | None]:
             return run_status(conn, run_id), stream_row(conn, run_id, name)
