@@ -34,7 +34,9 @@ def test_run_starts_waits_and_returns(tmp_path: Path):
 def test_run_with_a_key_runs_once(tmp_path: Path):
     db = tmp_path / "script.db"
     assert rw.run(doubled, 1, db=db, key="k") == 2
-    assert rw.run(doubled, 5, db=db, key="k") == 2
+    assert rw.run(doubled, 1, db=db, key="k") == 2
+    with pytest.raises(rw.KeyConflict, match="other arguments"):
+        rw.run(doubled, 5, db=db, key="k")
 
 
 def test_the_database_path_comes_from_the_environment(

@@ -148,11 +148,11 @@ async def test_a_repeated_create_is_harmless(db_path: Path):
     async with anyio.create_task_group() as tg:
         journal = await open_serving(db_path, tg)
 
-        def create(tx: Tx) -> str | None:
+        def create(tx: Tx) -> tuple[str, str, bytes] | None:
             return tx.create_run("r", "wf", b"", 1.0, key="k", owner="me", lease_seconds=30)
 
         assert await journal.write(create) is None
-        assert await journal.write(create) == "r"
+        assert await journal.write(create) == ("r", "wf", b"")
         journal.stop_writing()
     assert [e.kind for e in await journal.read(lambda c: events_of(c, "r"))] == [Kind.RUN_CREATED]
     await journal.close()
