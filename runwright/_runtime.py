@@ -17,7 +17,7 @@ from ._definitions import WorkflowDefinition, duration
 from ._exceptions import RunCancelled, RunFailed, RunNotFound
 from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
-from .actors._actor import RunEnd
+from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception

@@ -32,36 +32,30 @@ the actor follows the journal: it reads from its cursor and replays (or lets
 the run go). A hook payload, a cancel or a child's end written elsewhere
 reaches the actor as ``JournalChanged`` and is applied the same way.
 
-A step's attempts belong to its task: it claims each attempt with a
-conditional write, retries with backoff on the injectable clock, and posts
-only the final outcome to the actor. Losing a claim ends the task silently.
-The retry budget is counted in attempt numbers, but an attempt interrupted
-by a crash or a shutdown is always followed by a new one, even past the
-budget, because the step never got to fail (with ``retries=0`` a crash must
-not fail a step that never ran).
+A step's attempts belong to a task of its own (:mod:`._attempts`), which
+posts only the final outcome to the actor. The retry budget is counted in
+attempt numbers, but an attempt interrupted by a crash or a shutdown is
+always followed by a new one, even past the budget, because the step never
+got to fail (with ``retries=0`` a crash must not fail a step that never ran).
+When the workflow stops waiting for a step (a race's loser, a failed
+gather's other, a cancelled run), the actor journals it as cancelled and
+cancels its task's scope.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import attrs
 
-from .._context import StepInfo, current_step
 from .._exceptions import (
     DecodeError,
     EncodeError,
-    FatalError,
     JournalError,
     NonDeterminismError,
-    RetryableError,
-    StepTimeout,
     UnknownWorkflowError,
 )
 from ..journal._codec import encode_exception
@@ -75,7 +69,7 @@ from ..journal._events import (
 from ..journal._queries import events_of, steps_of, waits_of
 from ..journal._rows import RunRow, StepRow, WaitRow
 from ..journal._tx import TIMED_OUT, Tx
-from ..streams._hub import AttemptStreams, current_attempt
+from ._attempts import execute
 from ._commands import (
     CancelCommand,
     ChildCommand,
@@ -91,22 +85,22 @@ from ._commands import (
 )
 from ._history import REPLAY_KINDS, apply_event, read_history, step_error
 from ._interpreter import Interpreter
+from ._messages import (
+    CancelRequested,
+    HooksConflicted,
+    JournalChanged,
+    Message,
+    RunContext,
+    RunEnd,
+    StepDone,
+    TimerDue,
+)
 
 if TYPE_CHECKING:
-    import datetime as dt
-
-    from .._definitions import StepDefinition, WorkflowDefinition
-    from ..journal._codec import Codec
+    from .._definitions import WorkflowDefinition
     from ._supervisor import Supervisor
 
-__all__ = [
-    "CancelRequested",
-    "JournalChanged",
-    "RunActor",
-    "RunContext",
-    "StepDone",
-    "TimerDue",
-]
+__all__ = ["RunActor"]
 
 log = logging.getLogger("runwright")
 
@@ -122,50 +116,6 @@ _PROBLEM_KINDS: dict[type[Exception], str] = {
 }
 
 
-@attrs.frozen
-class StepDone:
-    cid: int
-    name: str
-    attempt: int
-    ok: bool
-    payload: bytes
-
-
-@attrs.frozen
-class TimerDue:
-    cid: int
-
-
-@attrs.frozen
-class CancelRequested:
-    pass
-
-
-@attrs.frozen
-class JournalChanged:
-    """Another process wrote events of this run."""
-
-
-@attrs.frozen
-class HooksConflicted:
-    """The write that started the run found some of its hooks' tokens taken."""
-
-    events: tuple[Event, ...]
-
-
-Message = StepDone | TimerDue | CancelRequested | JournalChanged | HooksConflicted
-
-
-@attrs.frozen
-class RunContext:
-    """What a workflow body can learn about its run (``rw.run_info()``)."""
-
-    run_id: str
-    workflow: str
-    started_at: dt.datetime
-    codec: Codec
-
-
 class _LostOwnership(Exception):
     """Another process drives the run now (this one's lease expired)."""
 
@@ -175,14 +125,6 @@ class _LostClaim(Exception):
 
     What did win is already in the journal and the replay log.
     """
-
-
-@attrs.frozen
-class RunEnd:
-    status: Literal["completed", "failed", "cancelled"]
-    outcome: bytes | None
-    error_type: str | None = None
-    error_message: str | None = None
 
 
 class RunActor:
@@ -882,145 +824,12 @@ class RunActor:
     ) -> None:
         scope = anyio.CancelScope()
         self.in_flight[command.cid] = scope
-        self.sup.spawn(self._execute, command, scope, attempt, claimed, retry_at)
-
-    async def _execute(
-        self,
-        command: StepCommand,
-        scope: anyio.CancelScope,
-        attempt: int,
-        claimed: bool,
-        retry_at: float | None,
-    ) -> None:
-        """Run a step's attempts until one succeeds or it fails for good."""
-        sup, run_id, cid, name = self.sup, self.run_id, command.cid, command.name
-        definition: StepDefinition[Any, Any] = command.definition
-        outcome: StepDone | None = None
-        with scope:
-            if retry_at is not None:
-                await sup.clock.sleep_until(retry_at)
-            while True:
-                if not claimed:
-                    # An interrupted attempt is always followed by another, even
-                    # past the retry budget: the step never got to fail.
-                    won = await sup.journal.write(
-                        functools.partial(
-                            Tx.start_attempt,
-                            run_id=run_id,
-                            cid=cid,
-                            name=name,
-                            attempt=attempt,
-                            at=sup.clock.now(),
-                        )
-                    )
-                    if not won:
-                        break
-                claimed = False
-                ok, payload, error_or_none = await self._attempt(command, attempt)
-                if ok:
-                    outcome = StepDone(cid, name, attempt, True, payload)
-                    break
-                assert error_or_none is not None
-                error = error_or_none
-                if (
-                    isinstance(error, FatalError | EncodeError)
-                    or attempt >= definition.max_attempts
-                ):
-                    outcome = StepDone(cid, name, attempt, False, payload)
-                    break
-                delay = (
-                    error.retry_after
-                    if isinstance(error, RetryableError) and error.retry_after is not None
-                    else definition.backoff(attempt)
-                )
-                at = sup.clock.now()
-                when = at + delay
-                won = await sup.journal.write(
-                    functools.partial(
-                        Tx.retry_step,
-                        run_id=run_id,
-                        cid=cid,
-                        name=name,
-                        attempt=attempt,
-                        error=payload,
-                        retry_at=when,
-                        at=at,
-                    )
-                )
-                if not won:
-                    break
-                await sup.clock.sleep_until(when)
-                attempt += 1
-        if outcome is not None:
-            # Outside the step's scope: cancelling the step must not cancel the
-            # activation that journals its result.
-            await self.deliver(outcome)
-        elif self.in_flight.get(cid) is scope:
-            # A claim was lost: another process recorded the step's outcome, or
-            # claimed it for the run's new owner. The step is no longer in
-            # flight here (a run whose body has returned ends only when none
-            # is); what the journal holds now is followed.
-            del self.in_flight[cid]
-            await self.deliver(JournalChanged())
-
-    async def _attempt(
-        self, command: StepCommand, attempt: int
-    ) -> tuple[bool, bytes, Exception | None]:
-        sup = self.sup
-        definition: StepDefinition[Any, Any] = command.definition
-        info = StepInfo(self.run_id, f"{self.run_id}:{command.cid}", command.name, attempt)
-        streams = AttemptStreams(sup.streams, info.step_id, attempt)
-        token = current_step.set(info)
-        streams_token = current_attempt.set(streams)
-        sup.step_started()
-        try:
-            try:
-                async with sup.step_limiter:
-                    if definition.timeout is None:
-                        result = await definition.invoke(command.args, command.kwargs)
-                    else:
-                        with anyio.move_on_after(definition.timeout) as deadline:
-                            result = await definition.invoke(command.args, command.kwargs)
-                        if deadline.cancelled_caught:
-                            raise StepTimeout(command.name, definition.timeout, attempt)
-            except BaseException:
-                # A failed attempt's chunks, too, are durable before its outcome.
-                if streams.touched:
-                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                        await streams.settle()
-                raise
-            # The outcome is journaled after what the step wrote is durable; a
-            # chunk that could not be written fails the attempt.
-            if streams.touched:
-                with anyio.CancelScope(shield=True):
-                    await streams.settle()
-        except Exception as exc:
-            log.debug(
-                "run %s step %s attempt %d failed",
-                self.run_id,
-                command.name,
-                attempt,
-                exc_info=True,
-            )
-            return False, _error_payload(sup, exc), exc
-        finally:
-            current_attempt.reset(streams_token)
-            current_step.reset(token)
-            sup.step_finished()
-        try:
-            return True, sup.codec.encode(result), None
-        except EncodeError as exc:
-            error = exc.at(step=command.name, argument="return value")
-            return False, _error_payload(sup, error), error
+        self.sup.spawn(execute, self, command, scope, attempt, claimed, retry_at)
 
 
 def _positions(commands: list[Command]) -> list[int]:
     """The positions *commands* would take (a disposal or a cancel names an existing one)."""
     return [c.cid for c in commands if not isinstance(c, HookDisposeCommand | CancelCommand)]
-
-
-def _error_payload(sup: Supervisor, error: BaseException) -> bytes:
-    return sup.codec.encode(encode_exception(error))
 
 
 def _type_name(error: BaseException) -> str:

@@ -30,10 +30,10 @@ from ..journal._events import RESOLUTION_KINDS, Event
 from ..journal._queries import events_of_runs, run_row, runs_after
 from ..journal._rows import RunRow
 from ..journal._tx import Connection
-from ._actor import RunContext
 from ._commands import CancelCommand, Command, Failure, HookDisposeCommand, describe
 from ._history import apply_event, read_history
 from ._interpreter import Interpreter
+from ._messages import RunContext
 
 __all__ = ["ReplayResult", "check_journal", "check_run"]
 

@@ -29,7 +29,6 @@ from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
-import attrs
 
 from .._clock import Clock
 from .._definitions import WorkflowDefinition, lookup_workflow
@@ -40,30 +39,28 @@ from .._exceptions import (
     JournalUnavailable,
     KeyConflict,
     RunNotFound,
-    RunStuck,
-    RunTimeout,
     UnknownWorkflowError,
 )
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
-from ..journal._queries import claimable_runs, live_runs, owners, problem_of, run_row
-from ..journal._rows import RunRow
+from ..journal._queries import claimable_runs, live_runs, owners
 from ..journal._tx import Tx
 from ..streams._hub import StreamHub
-from ._actor import (
+from ._actor import RunActor
+from ._commands import ChildCommand
+from ._hydration import HydrationCache
+from ._identity import new_owner_id, new_run_id, owner_is_dead
+from ._messages import (
     CancelRequested,
     JournalChanged,
     Message,
-    RunActor,
     RunContext,
     RunEnd,
     TimerDue,
 )
-from ._commands import ChildCommand
-from ._hydration import HydrationCache
-from ._identity import new_owner_id, new_run_id, owner_is_dead
 from ._slots import StepSlots
+from ._waiters import Waiters
 
 __all__ = ["Supervisor"]
 
@@ -72,18 +69,8 @@ log = logging.getLogger("runwright")
 
 _TERMINAL = ("completed", "failed", "cancelled")
 _END_KINDS = frozenset({Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED})
-#: How many ended runs' outcomes stay in memory, so that result() right after
-#: the end needs no journal read.
-_RECENT_ENDS = 1024
 #: Seconds between looks for runs held by processes of this host that no longer exist.
 _DEAD_OWNER_CHECK = 1.0
-
-
-@attrs.define(eq=False)
-class _Waiter:
-    event: anyio.Event = attrs.field(factory=anyio.Event)
-    end: RunEnd | None = None
-    count: int = 0
 
 
 class Supervisor:
@@ -127,8 +114,7 @@ class Supervisor:
         self._timers: list[tuple[float, str, int]] = []
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_deadline = math.inf
-        self._waiters: dict[str, _Waiter] = {}
-        self._recent_ends: OrderedDict[str, RunEnd] = OrderedDict()
+        self.waiters = Waiters(journal, lambda run_id: run_id in self.actors)
         self._scan_requested = False
         self._scanning = False
         self._backlog = False
@@ -449,10 +435,7 @@ class Supervisor:
 
     def poke(self, run_id: str) -> None:
         """Make whoever waits for *run_id* look again (it is no longer driven here)."""
-        waiter = self._waiters.get(run_id)
-        if waiter is not None and waiter.end is None:
-            woken, waiter.event = waiter.event, anyio.Event()
-            woken.set()
+        self.waiters.poke(run_id)
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
         self.forget(actor)
@@ -464,13 +447,7 @@ class Supervisor:
             self.spawn(parent.deliver, JournalChanged())
         if self._backlog:
             self.request_scan()
-        self._recent_ends[actor.run_id] = end
-        if len(self._recent_ends) > _RECENT_ENDS:
-            self._recent_ends.popitem(last=False)
-        waiter = self._waiters.get(actor.run_id)
-        if waiter is not None:
-            waiter.end = end
-            waiter.event.set()
+        self.waiters.ended(actor.run_id, end)
 
     def touch(self, actor: RunActor) -> None:
         """Mark *actor*'s interpreter as just used; evict the least recent beyond cache_runs."""
@@ -523,58 +500,8 @@ class Supervisor:
     async def wait(
         self, run_id: str, timeout: float | None, *, raise_on_problem: bool = False
     ) -> RunEnd:
-        """Wait for a run to end: woken directly when it ends here, else by polling.
-
-        With *raise_on_problem*, a run that cannot advance raises RunStuck.
-        """
-        recent = self._recent_ends.get(run_id)
-        if recent is not None:
-            return recent
-        waiter = self._waiters.get(run_id)
-        if waiter is None:
-            waiter = self._waiters[run_id] = _Waiter()
-        waiter.count += 1
-        try:
-            if timeout is None:
-                return await self._wait(run_id, waiter, raise_on_problem)
-            with anyio.fail_after(timeout):
-                return await self._wait(run_id, waiter, raise_on_problem)
-        except TimeoutError:
-            assert timeout is not None
-            problem = await self.journal.read(lambda c: problem_of(c, run_id))
-            why = None if problem is None else f"{problem[0]}: {problem[1]}"
-            raise RunTimeout(run_id, timeout, why) from None
-        finally:
-            waiter.count -= 1
-            if waiter.count == 0:
-                self._waiters.pop(run_id, None)
-
-    async def _wait(self, run_id: str, waiter: _Waiter, raise_on_problem: bool) -> RunEnd:
-        # A run that ends in another process wakes the waiter through the
-        # journal's watcher (poke); the look here is only a safety net.
-        delay = 0.01
-        while True:
-            if waiter.end is not None:
-                return waiter.end
-            recent = self._recent_ends.get(run_id)
-            if recent is not None:
-                return recent
-            if run_id in self.actors:
-                await waiter.event.wait()  # set when it ends here, or is let go
-                continue
-            woken = waiter.event  # a poke during the read below must not be missed
-            row, problem = await self.journal.read(
-                lambda c: (run_row(c, run_id), problem_of(c, run_id) if raise_on_problem else None)
-            )
-            if row is None:
-                raise RunNotFound(run_id)
-            if row.status in _TERMINAL:
-                return _end_of(row)
-            if problem is not None:
-                raise RunStuck(run_id, problem[0], problem[1])
-            with anyio.move_on_after(delay):
-                await woken.wait()
-            delay = min(delay * 2, 1.0)
+        """Wait for a run to end (see :class:`Waiters`)."""
+        return await self.waiters.wait(run_id, timeout, raise_on_problem=raise_on_problem)
 
     # -- steps ---------------------------------------------------------------------
 
@@ -616,9 +543,3 @@ def _survive(doing: str) -> Iterator[None]:
         yield
     except JournalError as exc:
         log.warning("runwright: %s failed, will retry: %s", doing, exc)
-
-
-def _end_of(row: RunRow) -> RunEnd:
-    status = row.status
-    assert status in _TERMINAL
-    return RunEnd(status, row.outcome, row.error_type, row.error_message)  # type: ignore[arg-type]

@@ -1,0 +1,167 @@
+"""A step's attempts: claimed, run, timed out, retried, until one outcome is final.
+
+A step's attempts belong to a task of its own (started by the run's actor
+under a cancel scope that the actor cancels when the workflow stops waiting
+for the step). Each attempt is claimed with a conditional write, runs the
+step's function with the step's context and streams, and is retried with
+backoff on the runtime's clock; only the final outcome is posted to the
+actor. Losing a claim ends the task silently: what won is in the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._context import StepInfo, current_step
+from .._exceptions import EncodeError, FatalError, RetryableError, StepTimeout
+from ..journal._codec import encode_exception
+from ..journal._tx import Tx
+from ..streams._hub import AttemptStreams, current_attempt
+from ._commands import StepCommand
+from ._messages import JournalChanged, StepDone
+
+if TYPE_CHECKING:
+    from .._definitions import StepDefinition
+    from ._actor import RunActor
+    from ._supervisor import Supervisor
+
+__all__ = ["execute"]
+
+log = logging.getLogger("runwright")
+
+
+async def execute(
+    actor: RunActor,
+    command: StepCommand,
+    scope: anyio.CancelScope,
+    attempt: int,
+    claimed: bool,
+    retry_at: float | None,
+) -> None:
+    """Run a step's attempts until one succeeds or it fails for good."""
+    sup, run_id, cid, name = actor.sup, actor.run_id, command.cid, command.name
+    definition: StepDefinition[Any, Any] = command.definition
+    outcome: StepDone | None = None
+    with scope:
+        if retry_at is not None:
+            await sup.clock.sleep_until(retry_at)
+        while True:
+            if not claimed:
+                # An interrupted attempt is always followed by another, even
+                # past the retry budget: the step never got to fail.
+                won = await sup.journal.write(
+                    functools.partial(
+                        Tx.start_attempt,
+                        run_id=run_id,
+                        cid=cid,
+                        name=name,
+                        attempt=attempt,
+                        at=sup.clock.now(),
+                    )
+                )
+                if not won:
+                    break
+            claimed = False
+            ok, payload, error_or_none = await _attempt(actor, command, attempt)
+            if ok:
+                outcome = StepDone(cid, name, attempt, True, payload)
+                break
+            assert error_or_none is not None
+            error = error_or_none
+            if isinstance(error, FatalError | EncodeError) or attempt >= definition.max_attempts:
+                outcome = StepDone(cid, name, attempt, False, payload)
+                break
+            delay = (
+                error.retry_after
+                if isinstance(error, RetryableError) and error.retry_after is not None
+                else definition.backoff(attempt)
+            )
+            at = sup.clock.now()
+            when = at + delay
+            won = await sup.journal.write(
+                functools.partial(
+                    Tx.retry_step,
+                    run_id=run_id,
+                    cid=cid,
+                    name=name,
+                    attempt=attempt,
+                    error=payload,
+                    retry_at=when,
+                    at=at,
+                )
+            )
+            if not won:
+                break
+            await sup.clock.sleep_until(when)
+            attempt += 1
+    if outcome is not None:
+        # Outside the step's scope: cancelling the step must not cancel the
+        # activation that journals its result.
+        await actor.deliver(outcome)
+    elif actor.in_flight.get(cid) is scope:
+        # A claim was lost: another process recorded the step's outcome, or
+        # claimed it for the run's new owner. The step is no longer in
+        # flight here (a run whose body has returned ends only when none
+        # is); what the journal holds now is followed.
+        del actor.in_flight[cid]
+        await actor.deliver(JournalChanged())
+
+
+async def _attempt(
+    actor: RunActor, command: StepCommand, attempt: int
+) -> tuple[bool, bytes, Exception | None]:
+    sup = actor.sup
+    definition: StepDefinition[Any, Any] = command.definition
+    info = StepInfo(actor.run_id, f"{actor.run_id}:{command.cid}", command.name, attempt)
+    streams = AttemptStreams(sup.streams, info.step_id, attempt)
+    token = current_step.set(info)
+    streams_token = current_attempt.set(streams)
+    sup.step_started()
+    try:
+        try:
+            async with sup.step_limiter:
+                if definition.timeout is None:
+                    result = await definition.invoke(command.args, command.kwargs)
+                else:
+                    with anyio.move_on_after(definition.timeout) as deadline:
+                        result = await definition.invoke(command.args, command.kwargs)
+                    if deadline.cancelled_caught:
+                        raise StepTimeout(command.name, definition.timeout, attempt)
+        except BaseException:
+            # A failed attempt's chunks, too, are durable before its outcome.
+            if streams.touched:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await streams.settle()
+            raise
+        # The outcome is journaled after what the step wrote is durable; a
+        # chunk that could not be written fails the attempt.
+        if streams.touched:
+            with anyio.CancelScope(shield=True):
+                await streams.settle()
+    except Exception as exc:
+        log.debug(
+            "run %s step %s attempt %d failed",
+            actor.run_id,
+            command.name,
+            attempt,
+            exc_info=True,
+        )
+        return False, _error_payload(sup, exc), exc
+    finally:
+        current_attempt.reset(streams_token)
+        current_step.reset(token)
+        sup.step_finished()
+    try:
+        return True, sup.codec.encode(result), None
+    except EncodeError as exc:
+        error = exc.at(step=command.name, argument="return value")
+        return False, _error_payload(sup, error), error
+
+
+def _error_payload(sup: Supervisor, error: BaseException) -> bytes:
+    return sup.codec.encode(encode_exception(error))
