@@ -5,6 +5,12 @@ every sleeper whose deadline has passed; ``await jump()`` waits until
 something sleeps on the clock with a deadline and moves time straight there,
 so a test of a 30-day durable sleep takes milliseconds.
 
+``async with skip_time(runtime):`` jumps the runtime's fake clock to the
+next timer whenever nothing in the runtime is running (no step, no actor
+applying outcomes), as Temporal's time-skipping test environment does: a
+test awaits ``run.result()`` and month-long sleeps pass at once, while time
+stands still as long as a step runs.
+
 ``await replay(journal_or_runs, *modules)`` does what ``runwright replay``
 does: it replays recorded runs against the code loaded now, writing nothing,
 and raises :class:`ReplayDivergence` if any run does not replay.
@@ -16,7 +22,7 @@ import contextlib
 import importlib
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -26,7 +32,7 @@ import attrs
 from ._runtime import RunHandle, Runtime
 from .actors._check import ReplayResult, check_journal
 
-__all__ = ["FakeClock", "ReplayDivergence", "ReplayResult", "replay"]
+__all__ = ["FakeClock", "ReplayDivergence", "ReplayResult", "replay", "skip_time"]
 
 
 @attrs.define(eq=False)
@@ -140,3 +146,33 @@ async def replay(
     if any(not result.ok for result in results):
         raise ReplayDivergence(results)
     return results
+
+
+@contextlib.asynccontextmanager
+async def skip_time(runtime: Runtime, *, settle: float = 0.005) -> AsyncIterator[FakeClock]:
+    """Jump *runtime*'s :class:`FakeClock` to the next timer whenever the runtime is idle.
+
+    Idle means no step is running and no run's actor is applying outcomes:
+    every run waits for a timer (a durable sleep, a retry's backoff, a
+    deadline), a hook or another process. The runtime must have been opened
+    with a FakeClock. *settle* (real seconds) is how long the runtime must stay
+    idle before a jump, so that work just handed to it gets going first.
+    """
+    clock = runtime.clock
+    if not isinstance(clock, FakeClock):
+        raise TypeError("skip_time() needs a runtime opened with clock=FakeClock()")
+    supervisor = runtime.supervisor
+
+    async def skip() -> None:
+        while True:
+            deadline = await clock.wait_for_sleeper()
+            await anyio.sleep(settle)
+            if supervisor.idle() and clock.next_deadline() == deadline:
+                clock.advance(max(0.0, deadline - clock.now()))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(skip)
+        try:
+            yield clock
+        finally:
+            tasks.cancel_scope.cancel()

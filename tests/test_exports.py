@@ -32,7 +32,13 @@ def test_the_issue_contract_names_are_exported():
 
 
 def test_testing_tier():
-    assert runwright.testing.__all__ == ["FakeClock", "ReplayDivergence", "ReplayResult", "replay"]
+    assert runwright.testing.__all__ == [
+        "FakeClock",
+        "ReplayDivergence",
+        "ReplayResult",
+        "replay",
+        "skip_time",
+    ]
 
 
 def test_asgi_tier():

@@ -505,6 +505,11 @@ class Supervisor:
 
     # -- steps ---------------------------------------------------------------------
 
+    def idle(self) -> bool:
+        """No step runs and no actor applies outcomes: every run here waits (for a timer,
+        a hook, a child, or another process)."""
+        return self._running_steps == 0 and not any(a.busy for a in self.actors.values())
+
     def step_started(self) -> None:
         self._running_steps += 1
         if self._steps_idle.is_set():
