@@ -16,6 +16,7 @@ from ._context import now as now
 from ._context import patched as patched
 from ._context import race as race
 from ._context import random as random
+from ._context import receive as receive
 from ._context import run_info as run_info
 from ._context import select as select
 from ._context import sleep as sleep
@@ -44,8 +45,10 @@ from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
 from ._exceptions import NotInStepError as NotInStepError
 from ._exceptions import NotInWorkflowError as NotInWorkflowError
+from ._exceptions import ReceiveTimeout as ReceiveTimeout
 from ._exceptions import RetryableError as RetryableError
 from ._exceptions import RunCancelled as RunCancelled
+from ._exceptions import RunEnded as RunEnded
 from ._exceptions import RunFailed as RunFailed
 from ._exceptions import RunNotFound as RunNotFound
 from ._exceptions import RunStuck as RunStuck
@@ -98,8 +101,10 @@ __all__ = [
     "NotARunwrightDatabase",
     "NotInStepError",
     "NotInWorkflowError",
+    "ReceiveTimeout",
     "RetryableError",
     "RunCancelled",
+    "RunEnded",
     "RunFailed",
     "RunHandle",
     "RunInfo",
@@ -130,6 +135,7 @@ __all__ = [
     "race",
     "random",
     "readable",
+    "receive",
     "run",
     "run_info",
     "select",

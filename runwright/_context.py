@@ -17,12 +17,13 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from ._exceptions import NotInWorkflowError, RunwrightError
+from ._exceptions import NotInWorkflowError, ReceiveTimeout, RunwrightError
 from .actors._commands import (
     HOOK_ENDED,
     ChildResult,
     GroupRequest,
     HookReceive,
+    MessageReceive,
     SleepRequest,
     StartChildRequest,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "patched",
     "race",
     "random",
+    "receive",
     "run_info",
     "select",
     "sleep",
@@ -144,6 +146,32 @@ def race(*awaitables: Awaitable[T]) -> Awaitable[T]:
     """
     _interpreter("rw.race()")
     return GroupRequest("race", awaitables)
+
+
+def receive(
+    topic: str = "default", *, timeout: float | dt.timedelta | None = None
+) -> Awaitable[Any]:
+    """The next message sent to this run on *topic* (``run.send(topic, payload)``).
+
+    Messages wait for the workflow in the order they were sent, however early
+    they arrive; each is received once, across restarts. With *timeout* (a
+    durable timer), :class:`rw.ReceiveTimeout` is raised if none comes in time,
+    and a later message waits for the next receive.
+    """
+    _interpreter("rw.receive()")
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"a topic must be a non-empty string, got {topic!r}")
+    if timeout is None:
+        return MessageReceive(topic)
+    seconds = _seconds(timeout, "rw.receive()")
+
+    async def receive_or_time_out() -> Any:
+        which, value = await select(message=MessageReceive(topic), timeout=sleep(seconds))
+        if which == "timeout":
+            raise ReceiveTimeout(topic, seconds)
+        return value
+
+    return receive_or_time_out()
 
 
 def select(**branches: Awaitable[Any]) -> Awaitable[tuple[str, Any]]:

@@ -50,8 +50,10 @@ __all__ = [
     "NotARunwrightDatabase",
     "NotInStepError",
     "NotInWorkflowError",
+    "ReceiveTimeout",
     "RetryableError",
     "RunCancelled",
+    "RunEnded",
     "RunFailed",
     "RunNotFound",
     "RunStuck",
@@ -349,6 +351,24 @@ class KeyConflict(RunwrightError):
             "or look the run up with runtime.get_run()"
         )
         self.key = key
+        self.run_id = run_id
+
+
+class ReceiveTimeout(RunwrightError, TimeoutError):
+    """``rw.receive(topic, timeout=)`` saw no message in time (a later one waits for the
+    next receive)."""
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        super().__init__(f"no message on topic {topic!r} within {timeout:g}s")
+        self.topic = topic
+        self.timeout = timeout
+
+
+class RunEnded(RunwrightError):
+    """A message was sent to a run that has ended: nothing would ever receive it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} has ended; a message to it would never be received")
         self.run_id = run_id
 
 

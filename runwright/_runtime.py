@@ -128,6 +128,15 @@ class RunHandle(Generic[R]):
         )
         return runtime._unpack(self.id, end)  # type: ignore[no-any-return]
 
+    async def send(self, topic: str, payload: Any = None) -> None:
+        """Send the run a message on *topic*; its workflow gets it with ``rw.receive(topic)``.
+
+        Messages are journaled at once and wait for the workflow, in order,
+        however early they are sent. Raises :class:`rw.RunEnded` if the run
+        has ended, :class:`rw.EncodeError` if *payload* cannot be encoded.
+        """
+        await self._runtime.send(self.id, topic, payload)
+
     async def cancel(self) -> None:
         """Cancel the run if it is still going; running steps are cancelled. No-op once ended."""
         await self._runtime._supervisor_or_fail().cancel(self.id)
@@ -367,6 +376,12 @@ class Runtime:
         assert self._pruner is not None
         with self._pruner:
             await prune_forever(journal, self.clock, retention, every)
+
+    async def send(self, run_id: str, topic: str, payload: Any = None) -> None:
+        """Send run *run_id* a message on *topic* (see :meth:`RunHandle.send`)."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"a topic must be a non-empty string, got {topic!r}")
+        await self._supervisor_or_fail().send(run_id, topic, payload)
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Deliver *payload* to the live hook holding *token*, whichever process drives its run.

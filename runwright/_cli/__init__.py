@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     _add_runs(commands, db, as_json)
-    _add_hooks(commands, db)
+    _add_hooks(commands, db, as_json)
     _add_streams(commands, db, as_json)
     _add_db(commands, db, as_json)
     _add_worker(commands, db)
@@ -194,9 +194,18 @@ def _add_runs(
 def _add_hooks(
     commands: _Commands,
     db: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
 ) -> None:
-    hooks = commands.add_parser("hooks", help="deliver payloads to hooks")
+    hooks = commands.add_parser("hooks", help="list live hooks, deliver payloads to them")
     actions = hooks.add_subparsers(metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list",
+        parents=[db, as_json],
+        help="list live hooks and their tokens",
+        description="List the live hooks (of one run, with RUN_ID): token, run and position.",
+    )
+    listing.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    listing.set_defaults(handler=_runs.hooks_command)
     resume = actions.add_parser(
         "resume",
         parents=[db],

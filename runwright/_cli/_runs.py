@@ -16,7 +16,15 @@ import anyio
 
 from .._exceptions import RunNotFound
 from ..journal._codec import DefaultCodec
-from ..journal._queries import events_of, list_runs, problem_of, problems_of, run_row, steps_of
+from ..journal._queries import (
+    events_of,
+    list_runs,
+    live_hooks,
+    problem_of,
+    problems_of,
+    run_row,
+    steps_of,
+)
 from ..journal._states import RunStatus
 from ._common import CommandError, check_journal, client, read_only, target_of
 from ._format import iso, print_json, print_table, short_type, summary_json
@@ -24,6 +32,7 @@ from ._timeline import build_view, print_view
 
 __all__ = [
     "cancel_command",
+    "hooks_command",
     "list_command",
     "parse_age",
     "parse_since",
@@ -119,6 +128,19 @@ def cancel_command(args: argparse.Namespace) -> int:
             f"{run_id} cancel requested: the process that drives it raises rw.Cancelled "
             "in its workflow, which may clean up, and the run ends cancelled"
         )
+    return 0
+
+
+def hooks_command(args: argparse.Namespace) -> int:
+    with read_only(target_of(args)) as conn:
+        rows = live_hooks(conn, args.run_id)
+    if args.json:
+        print_json([{"token": t, "run": r, "position": c} for t, r, c in rows])
+        return 0
+    if not rows:
+        print("no live hooks")
+        return 0
+    print_table([["TOKEN", "RUN ID", "POSITION"], *([t, r, str(c)] for t, r, c in rows)])
     return 0
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "HookCommand",
     "HookDisposeCommand",
     "HookReceive",
+    "MessageReceive",
     "Outcome",
     "PatchCommand",
     "SleepCommand",
@@ -92,6 +93,13 @@ class HookReceive(_Yields):
     """The next payload of hook *cid* (HOOK_ENDED once it is disposed and drained)."""
 
     cid: int
+
+
+@attrs.frozen(eq=False)
+class MessageReceive(_Yields):
+    """The next message sent to the run on *topic*, in the order they were journaled."""
+
+    topic: str
 
 
 @attrs.frozen(eq=False)

@@ -94,6 +94,10 @@ def apply_event(
     """
     if event.kind == Kind.CANCEL_REQUESTED:
         return interpreter.cancel(event.at)
+    if event.kind == Kind.MESSAGE_SENT:
+        assert event.payload is not None
+        payload = codec.decode(event.payload)
+        return interpreter.deliver_message(event.name or "", payload, event.at)
     assert event.cid is not None
     if event.kind == Kind.HOOK_RECEIVED:
         assert event.payload is not None

@@ -54,6 +54,7 @@ from ._commands import (
     HookCommand,
     HookDisposeCommand,
     HookReceive,
+    MessageReceive,
     Outcome,
     PatchCommand,
     SleepCommand,
@@ -87,6 +88,12 @@ class _HookState:
     waiters: deque[_Fiber] = attrs.field(factory=deque)
     disposed: bool = False
     error: BaseException | None = None
+
+
+@attrs.define(eq=False)
+class _Topic:
+    payloads: deque[Any] = attrs.field(factory=deque)
+    waiters: deque[_Fiber] = attrs.field(factory=deque)
 
 
 @attrs.define(eq=False)
@@ -147,6 +154,8 @@ class Interpreter:
         self._main: _Fiber | None = None
         self._broken = False
         self._hooks: dict[int, _HookState] = {}
+        #: Messages to the run by topic: what arrived before a receive asked, and who waits.
+        self._topics: dict[str, _Topic] = {}
         self._children: dict[int, _ChildState] = {}
         self._cancelled = False
         self._hook_tokens = hook_tokens or {}
@@ -216,6 +225,8 @@ class Interpreter:
             self._abandon(cid)
         for state in self._hooks.values():
             state.waiters.clear()
+        for topic in self._topics.values():
+            topic.waiters.clear()
         self._ready = deque(item for item in self._ready if item[0] is main)
         self._ready.append((main, Failure(Cancelled(self.run_id))))
         return self._run()
@@ -254,6 +265,8 @@ class Interpreter:
                 self._commands.append(CancelCommand(cid, "child"))
         for state in self._hooks.values():
             state.waiters = deque(f for f in state.waiters if f not in gone)
+        for topic in self._topics.values():
+            topic.waiters = deque(f for f in topic.waiters if f not in gone)
         for fiber in reversed(doomed):
             self._close(fiber)
 
@@ -324,6 +337,17 @@ class Interpreter:
     def deliver_hook(self, cid: int, payload: Any, at: float) -> list[Command]:
         """A payload for hook *cid*, in journal order: to the first waiter, else buffered."""
         state = self._hook_state(cid, at)
+        if state.waiters:
+            self._ready.append((state.waiters.popleft(), Value(payload)))
+        else:
+            state.payloads.append(payload)
+        return self._run()
+
+    def deliver_message(self, topic: str, payload: Any, at: float) -> list[Command]:
+        """A message sent to the run on *topic*, in journal order: to the first receive
+        waiting for that topic, else kept for the next one. Each goes to one receive."""
+        self.now = max(self.now, at)
+        state = self._topics.setdefault(topic, _Topic())
         if state.waiters:
             self._ready.append((state.waiters.popleft(), Value(payload)))
         else:
@@ -429,6 +453,12 @@ class Interpreter:
             self._group(fiber, request)
         elif isinstance(request, HookReceive):
             self._receive(fiber, request.cid)
+        elif isinstance(request, MessageReceive):
+            topic = self._topics.setdefault(request.topic, _Topic())
+            if topic.payloads:
+                self._ready.append((fiber, Value(topic.payloads.popleft())))
+            else:
+                topic.waiters.append(fiber)
         elif isinstance(request, StartChildRequest):
             self._start_child(fiber, request)
         elif isinstance(request, ChildResult):

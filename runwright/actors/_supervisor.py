@@ -38,6 +38,7 @@ from .._exceptions import (
     JournalError,
     JournalUnavailable,
     KeyConflict,
+    RunEnded,
     RunNotFound,
     UnknownWorkflowError,
 )
@@ -480,6 +481,19 @@ class Supervisor:
         if event is None:
             raise HookNotFound(token)
         actor = self.actors.get(event.run_id)
+        if actor is not None and not actor.done:
+            await actor.deliver(JournalChanged())
+
+    async def send(self, run_id: str, topic: str, payload: object) -> None:
+        """Journal a message to a run; whichever process drives it delivers it."""
+        encoded = self.codec.encode(payload)
+        at = self.clock.now()
+        sent = await self.journal.write(lambda tx: tx.send_message(run_id, topic, encoded, at))
+        if sent == "unknown":
+            raise RunNotFound(run_id)
+        if sent == "ended":
+            raise RunEnded(run_id)
+        actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
             await actor.deliver(JournalChanged())
 

@@ -43,6 +43,7 @@ class Kind:
     CHILD_COMPLETED = "child_completed"
     CHILD_CANCELLED = "child_cancelled"
     PATCHED = "patched"
+    MESSAGE_SENT = "message_sent"
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
 
@@ -60,6 +61,7 @@ RESOLUTION_KINDS = frozenset(
         Kind.HOOK_CONFLICT,
         Kind.CANCEL_REQUESTED,
         Kind.CHILD_COMPLETED,
+        Kind.MESSAGE_SENT,
     }
 )
 
@@ -81,6 +83,7 @@ AWAITED_KINDS = frozenset(
         Kind.RUN_FAILED,
         Kind.RUN_CANCELLED,
         Kind.HOOK_RECEIVED,
+        Kind.MESSAGE_SENT,
         Kind.CANCEL_REQUESTED,
         Kind.CHILD_COMPLETED,
         Kind.STREAM_APPENDED,

@@ -14,6 +14,7 @@ __all__ = [
     "events_of_runs",
     "latest_attempts",
     "list_runs",
+    "live_hooks",
     "live_runs",
     "next_wake",
     "owners",
@@ -227,6 +228,15 @@ def chunks_from(
         if total >= max_bytes:
             break
     return chunks
+
+
+def live_hooks(conn: Connection, run_id: str | None = None) -> list[tuple[str, str, int]]:
+    """The live hooks (of one run): (token, run id, position), by run then position."""
+    where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+    rows = conn.execute(
+        f"SELECT token, run_id, cid FROM hooks {where} ORDER BY run_id, cid", params
+    ).fetchall()
+    return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
 
 
 def latest_attempts(conn: Connection, run_id: str, name: str) -> dict[str, int]:

@@ -523,6 +523,18 @@ class Tx:
         run_id, cid = str(row[0]), int(row[1])
         return self.append(run_id, Kind.HOOK_RECEIVED, at, cid=cid, name=token, payload=payload)
 
+    # -- messages ---------------------------------------------------------------
+
+    def send_message(self, run_id: str, topic: str, payload: bytes, at: float) -> str:
+        """A message to a run on *topic*: "sent", or "unknown" / "ended" (not sent)."""
+        row = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return "unknown"
+        if row[0] in _ENDED_RUN:
+            return "ended"
+        self.append(run_id, Kind.MESSAGE_SENT, at, name=topic, payload=payload)
+        return "sent"
+
     # -- waits ------------------------------------------------------------------
 
     def create_wait(self, run_id: str, cid: int, wake_at: float, payload: bytes, at: float) -> None:
