@@ -19,6 +19,7 @@ from ._context import random as random
 from ._context import receive as receive
 from ._context import run_info as run_info
 from ._context import select as select
+from ._context import set_event as set_event
 from ._context import sleep as sleep
 from ._context import sleep_until as sleep_until
 from ._context import start_child as start_child
@@ -35,6 +36,8 @@ from ._exceptions import CodecError as CodecError
 from ._exceptions import DatabaseLocked as DatabaseLocked
 from ._exceptions import DecodeError as DecodeError
 from ._exceptions import EncodeError as EncodeError
+from ._exceptions import EventNotSet as EventNotSet
+from ._exceptions import EventTimeout as EventTimeout
 from ._exceptions import FatalError as FatalError
 from ._exceptions import HookConflict as HookConflict
 from ._exceptions import HookNotFound as HookNotFound
@@ -90,6 +93,8 @@ __all__ = [
     "DecodeError",
     "DefaultCodec",
     "EncodeError",
+    "EventNotSet",
+    "EventTimeout",
     "FatalError",
     "Hook",
     "HookConflict",
@@ -139,6 +144,7 @@ __all__ = [
     "run",
     "run_info",
     "select",
+    "set_event",
     "sleep",
     "sleep_until",
     "start_child",

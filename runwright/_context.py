@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from ._exceptions import NotInWorkflowError, ReceiveTimeout, RunwrightError
+from ._exceptions import EncodeError, NotInWorkflowError, ReceiveTimeout, RunwrightError
 from .actors._commands import (
     HOOK_ENDED,
     ChildResult,
@@ -44,6 +44,7 @@ __all__ = [
     "receive",
     "run_info",
     "select",
+    "set_event",
     "sleep",
     "sleep_until",
     "start_child",
@@ -172,6 +173,22 @@ def receive(
         return value
 
     return receive_or_time_out()
+
+
+def set_event(key: str, value: Any) -> None:
+    """Publish *value* under *key* for clients of this run: ``await run.get_event(key)``
+    returns the latest value, while the run goes on and after it ended. Journaled, so a
+    replay publishes nothing twice; *value* must be encodable (checked here)."""
+    interpreter = _interpreter("rw.set_event()")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"an event key must be a non-empty string, got {key!r}")
+    try:
+        encoded = interpreter.info.codec.encode(value)
+    except EncodeError as exc:
+        raise EncodeError(
+            f"rw.set_event({key!r}): {exc.reason}", path=exc.path, argument="value"
+        ) from None
+    interpreter.publish(key, encoded)
 
 
 def select(**branches: Awaitable[Any]) -> Awaitable[tuple[str, Any]]:

@@ -40,6 +40,8 @@ __all__ = [
     "DatabaseLocked",
     "DecodeError",
     "EncodeError",
+    "EventNotSet",
+    "EventTimeout",
     "FatalError",
     "HookConflict",
     "HookNotFound",
@@ -362,6 +364,20 @@ class ReceiveTimeout(RunwrightError, TimeoutError):
         super().__init__(f"no message on topic {topic!r} within {timeout:g}s")
         self.topic = topic
         self.timeout = timeout
+
+
+class EventNotSet(RunwrightError, LookupError):
+    """``run.get_event(key)``: the run ended without publishing *key*, or, with a timeout,
+    had not published it in time (then it is also a ``TimeoutError``: see EventTimeout)."""
+
+    def __init__(self, run_id: str, key: str, why: str) -> None:
+        super().__init__(f"run {run_id} {why}")
+        self.run_id = run_id
+        self.key = key
+
+
+class EventTimeout(EventNotSet, TimeoutError):
+    """``run.get_event(key, timeout=)`` saw no event *key* in time (the run goes on)."""
 
 
 class RunEnded(RunwrightError):

@@ -14,14 +14,14 @@ import attrs
 
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition, duration
-from ._exceptions import RunCancelled, RunFailed, RunNotFound
+from ._exceptions import EventNotSet, EventTimeout, RunCancelled, RunFailed, RunNotFound
 from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
-from .journal._queries import list_runs, problem_of, problems_of, run_row
+from .journal._queries import list_runs, problem_of, problems_of, published, run_row
 from .journal._rows import RunRow
 from .journal._states import RunStatus
 from .journal.sqlite import Synchronous
@@ -136,6 +136,33 @@ class RunHandle(Generic[R]):
         has ended, :class:`rw.EncodeError` if *payload* cannot be encoded.
         """
         await self._runtime.send(self.id, topic, payload)
+
+    async def get_event(self, key: str, timeout: float | None = None) -> Any:
+        """The latest value the run published under *key* (``rw.set_event``), waiting for
+        the first one if need be.
+
+        Raises :class:`rw.EventNotSet` if the run ended without publishing it, and
+        :class:`rw.EventTimeout` (a ``TimeoutError``) after *timeout* seconds.
+        """
+        runtime, run_id = self._runtime, self.id
+        journal = runtime._journal_or_fail()
+        delay = 0.005
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    status, value = await journal.read(lambda c: published(c, run_id, key))
+                    if status is None:
+                        raise RunNotFound(run_id)
+                    if value is not None:
+                        return runtime.codec.decode(value)
+                    if status in ("completed", "failed", "cancelled"):
+                        why = f"ended ({status}) without publishing an event {key!r}"
+                        raise EventNotSet(run_id, key, why)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+        except TimeoutError:
+            why = f"published no event {key!r} within {timeout:g}s"
+            raise EventTimeout(run_id, key, why) from None
 
     async def cancel(self) -> None:
         """Cancel the run if it is still going; running steps are cancelled. No-op once ended."""

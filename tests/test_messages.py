@@ -121,3 +121,62 @@ async def test_hooks_list(
         await first.result(timeout=10)
         await second.result(timeout=10)
         assert await anyio.to_thread.run_sync(cli) == "no live hooks\n"
+
+
+@rw.workflow
+async def reports_progress(steps: int) -> str:
+    for i in range(steps):
+        rw.set_event("progress", {"done": i + 1, "of": steps})
+        await rw.receive("next")
+    rw.set_event("summary", "all done")
+    return "finished"
+
+
+async def test_published_values_are_read_while_the_run_goes_on(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+):
+    async with make_runtime() as runtime:
+        run = await runtime.start(reports_progress, 2)
+        assert await run.get_event("progress", timeout=10) == {"done": 1, "of": 2}
+        with pytest.raises(rw.EventTimeout, match=r"published no event 'summary' within 0\.05s"):
+            await run.get_event("summary", timeout=0.05)
+        await run.send("next")
+        with anyio.fail_after(10):
+            while await run.get_event("progress") != {"done": 2, "of": 2}:  # noqa: ASYNC110
+                await anyio.sleep(0.001)
+        await run.send("next")
+        assert await run.result(timeout=10) == "finished"
+        assert await run.get_event("summary") == "all done"
+        with pytest.raises(rw.EventNotSet, match=r"ended \(completed\) without publishing"):
+            await run.get_event("never")
+    # Journaled once each, whatever replays happened (cache_runs=0 replays every step).
+    published = query_journal(
+        db_path, "SELECT name FROM events WHERE run_id = ? AND kind = 'event_set' ORDER BY seq",
+        (run.id,),
+    )  # fmt: skip
+    assert published == [("progress",), ("progress",), ("summary",)]
+
+
+def test_set_event_checks_its_value_where_it_is_called():
+    with pytest.raises(rw.NotInWorkflowError, match=r"rw\.set_event"):
+        rw.set_event("k", 1)
+
+
+@rw.workflow
+async def publishes_the_unencodable() -> str:
+    class Local:
+        pass
+
+    try:
+        rw.set_event("bad", Local())
+    except rw.EncodeError as exc:
+        return str(exc)
+    return "no error"
+
+
+async def test_an_unencodable_published_value_fails_where_it_is_set(
+    make_runtime: Callable[..., rw.Runtime],
+):
+    async with make_runtime() as runtime:
+        run = await runtime.start(publishes_the_unencodable)
+        assert "rw.set_event('bad')" in await run.result(timeout=10)

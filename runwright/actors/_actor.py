@@ -79,6 +79,7 @@ from ._commands import (
     HookDisposeCommand,
     Outcome,
     PatchCommand,
+    PublishCommand,
     SleepCommand,
     StepCommand,
     Value,
@@ -222,6 +223,8 @@ class RunActor:
                     tx.set_deadline(command.child_id, deadline, codec.encode(deadline), at)
             elif isinstance(command, PatchCommand):
                 tx.record_patch(self.run_id, command.cid, command.patch_id, at)
+            elif isinstance(command, PublishCommand):
+                tx.set_event(self.run_id, command.cid, command.key, command.value, at)
             elif isinstance(command, CancelCommand):
                 if command.kind == "step":
                     tx.cancel_step(self.run_id, command.cid, at)

@@ -28,6 +28,7 @@ __all__ = [
     "MessageReceive",
     "Outcome",
     "PatchCommand",
+    "PublishCommand",
     "SleepCommand",
     "SleepRequest",
     "StartChildRequest",
@@ -161,6 +162,19 @@ class HookCommand:
 
 
 @attrs.frozen
+class PublishCommand:
+    """Publish *value* (encoded) under *key* for clients of the run, at position *cid*."""
+
+    cid: int
+    key: str
+    value: bytes
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("publish", self.key)
+
+
+@attrs.frozen
 class ChildCommand:
     """Start child run *child_id* (derived from the parent's id and *cid*)."""
 
@@ -216,6 +230,7 @@ Command = (
     | ChildCommand
     | CancelCommand
     | PatchCommand
+    | PublishCommand
 )
 
 
@@ -229,4 +244,6 @@ def describe(label: tuple[str, str]) -> str:
         return f"child workflow {name!r}"
     if kind == "patch":
         return f"rw.patched({name!r})"
+    if kind == "publish":
+        return f"rw.set_event({name!r})"
     return kind

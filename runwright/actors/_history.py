@@ -32,6 +32,7 @@ __all__ = [
 #: Events that record a command, and the kind of command each is.
 COMMAND_KINDS = {
     Kind.PATCHED: "patch",
+    Kind.EVENT_SET: "publish",
     Kind.STEP_SCHEDULED: "step",
     Kind.WAIT_CREATED: "sleep",
     Kind.HOOK_CREATED: "hook",

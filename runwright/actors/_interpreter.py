@@ -57,6 +57,7 @@ from ._commands import (
     MessageReceive,
     Outcome,
     PatchCommand,
+    PublishCommand,
     SleepCommand,
     SleepRequest,
     StartChildRequest,
@@ -323,6 +324,11 @@ class Interpreter:
         self._hooks[cid] = _HookState(token)
         self._commands.append(HookCommand(cid, token, generated))
         return cid, token
+
+    def publish(self, key: str, value: bytes) -> None:
+        """Publish an encoded value under *key* (called synchronously from the body)."""
+        cid = self._issue(None, ("publish", key))
+        self._commands.append(PublishCommand(cid, key, value))
 
     def dispose_hook(self, cid: int) -> None:
         """Dispose a hook: waiting fibers see it end; the token is freed when journaled."""

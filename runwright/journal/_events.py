@@ -44,6 +44,7 @@ class Kind:
     CHILD_CANCELLED = "child_cancelled"
     PATCHED = "patched"
     MESSAGE_SENT = "message_sent"
+    EVENT_SET = "event_set"
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
 
@@ -84,6 +85,7 @@ AWAITED_KINDS = frozenset(
         Kind.RUN_CANCELLED,
         Kind.HOOK_RECEIVED,
         Kind.MESSAGE_SENT,
+        Kind.EVENT_SET,
         Kind.CANCEL_REQUESTED,
         Kind.CHILD_COMPLETED,
         Kind.STREAM_APPENDED,

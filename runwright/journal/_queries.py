@@ -20,6 +20,7 @@ __all__ = [
     "owners",
     "problem_of",
     "problems_of",
+    "published",
     "run_row",
     "run_status",
     "runs_after",
@@ -228,6 +229,17 @@ def chunks_from(
         if total >= max_bytes:
             break
     return chunks
+
+
+def published(conn: Connection, run_id: str, key: str) -> tuple[str | None, bytes | None]:
+    """The run's status and the value it last published under *key* (None if none)."""
+    status = run_status(conn, run_id)
+    row = conn.execute(
+        "SELECT payload FROM events WHERE run_id = ? AND kind = 'event_set' AND name = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (run_id, key),
+    ).fetchone()
+    return status, None if row is None else bytes(row[0])
 
 
 def live_hooks(conn: Connection, run_id: str | None = None) -> list[tuple[str, str, int]]:

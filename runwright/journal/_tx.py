@@ -535,6 +535,10 @@ class Tx:
         self.append(run_id, Kind.MESSAGE_SENT, at, name=topic, payload=payload)
         return "sent"
 
+    def set_event(self, run_id: str, cid: int, key: str, value: bytes, at: float) -> None:
+        """The workflow published *value* under *key* (at position *cid*)."""
+        self.append(run_id, Kind.EVENT_SET, at, cid=cid, name=key, payload=value)
+
     # -- waits ------------------------------------------------------------------
 
     def create_wait(self, run_id: str, cid: int, wake_at: float, payload: bytes, at: float) -> None:
