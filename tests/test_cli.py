@@ -686,3 +686,25 @@ def test_module_entry_point_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_the_timeline_is_in_time_order_and_names_what_it_separates() -> None:
+    from runwright._cli._timeline import _Attempt, _Mark, _Sleep, _Step, timeline_lines
+
+    t = START
+    step = _Step(0, "charge", "charge(1)", t)
+    step.attempts = [_Attempt(1, t, t + 0.5, "retrying"), _Attempt(2, t + 10, t + 11, "ok")]
+    sleep = _Sleep(1, t + 1, t + 5, t + 5, "fired")
+    lines = timeline_lines([_Mark("run_created", t), step, sleep, _Mark("run_completed", t + 11)])
+    texts = [line[26:] for line in lines]
+    assert texts == [
+        "run created",
+        "step #0 charge(1): completed",
+        "  attempt 1   500.0 ms  retrying; retried at 2027-01-15T08:00:10.000Z",
+        "sleep #1 until 2027-01-15T08:00:05.000Z",
+        "  fired",
+        "  step #0 attempt 2  1000.0 ms  ok",
+        "run completed",
+    ]
+    times = [line[:24].strip() for line in lines]
+    assert times == sorted(times)

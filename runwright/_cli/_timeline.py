@@ -361,9 +361,8 @@ def print_view(view: RunView) -> None:
         print(f"         (recorded {iso(at)}; the run cannot advance until this is fixed)")
     print()
     print("timeline")
-    for entry in view.timeline:
-        for line in _entry_lines(entry):
-            print(f"  {line}")
+    for line in timeline_lines(view.timeline):
+        print(f"  {line}")
     if view.error is not None and view.error.traceback:
         print()
         print("traceback of the run's error")
@@ -371,26 +370,73 @@ def print_view(view: RunView) -> None:
             print(f"  {line}")
 
 
-def _entry_lines(entry: _Entry) -> list[str]:
-    """Timeline rows: a time column, then what happened (attempts indented under their step)."""
+@attrs.frozen
+class _Line:
+    at: float | None
+    text: str
+    #: The step or sleep a follow-up line (an attempt, a firing) belongs to, and how
+    #: the line reads when it is not right under that entry's other lines.
+    owner: str | None = None
+    apart: str = ""
+
+
+def timeline_lines(timeline: list[_Entry]) -> list[str]:
+    """The timeline's rows in time order (the journal's order among equal times).
+
+    An attempt comes right under its step, and a sleep's firing under the sleep,
+    when nothing happened between them; otherwise it names its step or sleep.
+    """
+    lines: list[_Line] = []
+    for entry in timeline:
+        lines.extend(_entry_lines(entry))
+    known = [line.at for line in lines if line.at is not None]
+    last = known[0] if known else 0.0
+    keyed = []
+    for line in lines:
+        last = line.at if line.at is not None else last
+        keyed.append((last, line))
+    rows: list[str] = []
+    previous_owner: str | None = None
+    for _, line in sorted(keyed, key=lambda pair: pair[0]):
+        text = line.text
+        if line.owner is not None and line.owner != previous_owner:
+            text = line.apart
+        rows.append(_row(line.at, text))
+        previous_owner = line.owner if line.owner is not None else _owner_of(line)
+    return rows
+
+
+def _owner_of(line: _Line) -> str | None:
+    """The entry a leading line (a step's, a sleep's) starts."""
+    text = line.text
+    if text.startswith(("step #", "sleep #")):
+        return text.split(" ", 2)[0] + " " + text.split(" ", 2)[1]
+    return None
+
+
+def _entry_lines(entry: _Entry) -> list[_Line]:
+    """An entry's rows: a time, then what happened (attempts follow their step)."""
     if isinstance(entry, _Mark):
         what = entry.kind.replace("_", " ") if entry.kind.startswith("run_") else entry.kind
-        return [_row(entry.at, what if entry.detail is None else f"{what}: {entry.detail}")]
+        return [_Line(entry.at, what if entry.detail is None else f"{what}: {entry.detail}")]
     if isinstance(entry, _Streamed):
         if entry.closed:
-            return [_row(entry.at, f"stream {entry.name!r} closed")]
+            return [_Line(entry.at, f"stream {entry.name!r} closed")]
         span = (
             f"chunk {entry.first}"
             if entry.first == entry.last
             else f"chunks {entry.first}-{entry.last}"
         )
-        return [_row(entry.at, f"stream {entry.name!r}: {span}")]
+        return [_Line(entry.at, f"stream {entry.name!r}: {span}")]
     if isinstance(entry, _Sleep):
         until = f"sleep #{entry.cid} until {iso(entry.wake_at)}"
         if entry.status == "fired":
-            return [_row(entry.created_at, until), _row(entry.fired_at, "  fired")]
-        return [_row(entry.created_at, f"{until} ({entry.status})")]
-    lines = [_row(entry.scheduled_at, f"step #{entry.cid} {entry.call}: {entry.status}")]
+            owner = f"sleep #{entry.cid}"
+            fired = _Line(entry.fired_at, "  fired", owner, f"  {owner} fired")
+            return [_Line(entry.created_at, until), fired]
+        return [_Line(entry.created_at, f"{until} ({entry.status})")]
+    owner = f"step #{entry.cid}"
+    lines = [_Line(entry.scheduled_at, f"{owner} {entry.call}: {entry.status}")]
     for attempt in entry.attempts:
         duration = "-" if attempt.duration_ms is None else f"{attempt.duration_ms:.1f} ms"
         outcome = attempt.outcome
@@ -402,9 +448,8 @@ def _entry_lines(entry: _Entry) -> list[str]:
                 outcome += f"; retried at {iso(later[0])}"
             elif attempt.retry_at is not None:
                 outcome += f"; retry at {iso(attempt.retry_at)}"
-        lines.append(
-            _row(attempt.started_at, f"  attempt {attempt.number}  {duration:>9}  {outcome}")
-        )
+        what = f"attempt {attempt.number}  {duration:>9}  {outcome}"
+        lines.append(_Line(attempt.started_at, f"  {what}", owner, f"  {owner} {what}"))
     return lines
 
 
