@@ -61,6 +61,7 @@ from ._exceptions import SchemaVersionError as SchemaVersionError
 from ._exceptions import StepFailed as StepFailed
 from ._exceptions import StepTimeout as StepTimeout
 from ._exceptions import StreamClosed as StreamClosed
+from ._exceptions import StreamInterrupted as StreamInterrupted
 from ._exceptions import UnknownWorkflowError as UnknownWorkflowError
 from ._runtime import RunHandle as RunHandle
 from ._runtime import RunProblem as RunProblem
@@ -128,6 +129,7 @@ __all__ = [
     "StepTimeout",
     "StreamClosed",
     "StreamInfo",
+    "StreamInterrupted",
     "StreamReader",
     "UnknownWorkflowError",
     "WorkflowDefinition",

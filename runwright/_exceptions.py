@@ -65,6 +65,7 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "StreamClosed",
+    "StreamInterrupted",
     "UnknownWorkflowError",
 ]
 
@@ -417,6 +418,20 @@ class StreamClosed(RunwrightError):
         )
         self.run_id = run_id
         self.name = name
+
+
+class StreamInterrupted(RunwrightError):
+    """A stream reader stopped because its runtime is shutting down; the stream goes on.
+    Read on from ``position`` (the next chunk's index) through another runtime."""
+
+    def __init__(self, run_id: str, name: str, position: int) -> None:
+        super().__init__(
+            f"reading stream {name!r} of run {run_id} stopped at chunk {position}: the "
+            "runtime is shutting down; read on from there through another runtime"
+        )
+        self.run_id = run_id
+        self.name = name
+        self.position = position
 
 
 class ChunkTooLarge(RunwrightError, ValueError):

@@ -337,6 +337,7 @@ class Runtime:
         assert tg is not None
         if self._pruner is not None:
             self._pruner.cancel()
+        supervisor.streams.shut()  # readers (an open SSE response) must not hold up the exit
         try:
             with anyio.CancelScope(shield=True):
                 try:
@@ -378,6 +379,16 @@ class Runtime:
             workflow, args, kwargs, key, timeout=seconds
         )
         return RunHandle(self, run_id)
+
+    def interrupt_streams(self) -> None:
+        """End every stream reader of this runtime now (they raise :class:`rw.StreamInterrupted`,
+        and open SSE responses end without their ``end`` event, so clients reconnect).
+
+        Closing the runtime does this first; call it yourself when the server
+        begins to shut down, if it waits for open responses before the runtime
+        is closed (a hypercorn ``shutdown_trigger``, for one).
+        """
+        self._supervisor_or_fail().streams.shut()
 
     async def prune(
         self,

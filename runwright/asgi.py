@@ -88,7 +88,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ._exceptions import RunNotFound
+from ._exceptions import RunNotFound, StreamInterrupted
 from ._streaming import check_name
 from .journal._json import to_json
 
@@ -245,6 +245,7 @@ class StreamResponse:
         reader = self.run.stream(self.name, start=start, skip_superseded=self.skip_superseded)
         attempts: dict[str, int] = {}
         sent = 0
+        interrupted = False
         while True:
             # Cancelling a read midway is safe: the reader moves only when it hands out a chunk.
             chunk: Chunk | None = None
@@ -252,6 +253,11 @@ class StreamResponse:
                 try:
                     chunk = await anext(reader)
                 except StopAsyncIteration:
+                    break
+                except StreamInterrupted:
+                    # The runtime is shutting down: end the response cleanly, with no
+                    # `end` event, so that the client reconnects (Last-Event-ID).
+                    interrupted = True
                     break
             if chunk is None:
                 await _body(send, _KEEPALIVE_LINE)
@@ -265,7 +271,7 @@ class StreamResponse:
                 attempts[chunk.writer] = max(chunk.attempt, before or 0)
             await _body(send, _sse_event(chunk) if sse else _raw_bytes(chunk.data))
             sent += 1
-        if sse:
+        if sse and not interrupted:
             reason = await self.run._runtime.supervisor.streams.end_reason(self.run.id, self.name)
             end = {"chunks": sent, "reason": reason}
             await _body(send, b"event: end\ndata: " + _json(end) + b"\n\n")

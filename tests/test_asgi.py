@@ -423,3 +423,112 @@ async def test_the_disconnect_check_fails_when_nothing_watches_for_the_disconnec
             with anyio.fail_after(3):
                 await app.all_returned()
         assert await run.result() == 10
+
+
+async def test_an_open_sse_response_ends_cleanly_when_the_runtime_shuts_down(
+    make_runtime: Callable[..., rw.Runtime],
+    anyio_backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gates["shutdown"] = anyio.Event()
+    stop, opened = anyio.Event(), anyio.Event()
+    box: dict[str, Any] = {}
+
+    async def hold_runtime() -> None:
+        async with make_runtime(shutdown_grace=0.1) as runtime:
+            box["runtime"] = runtime
+            opened.set()
+            await stop.wait()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(hold_runtime)
+        await opened.wait()
+        runtime = box["runtime"]
+        run = await runtime.start(gated, "shutdown", 10)
+        async with (
+            serving(App(runtime), anyio_backend) as client,
+            sse(client, f"/runs/{run.id}/default") as events,
+        ):
+            before = await events.take(5)  # the writer then waits on its gate
+            stop.set()  # the runtime shuts down with the response open
+            with anyio.fail_after(5):
+                after = await events.rest()
+    # The body ended cleanly without an `end` event: a client reconnects and resumes.
+    assert after == []
+    assert chunk_ids(before) == [0, 1, 2, 3, 4]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    gates["shutdown"].set()
+    async with (
+        make_runtime() as runtime,
+        serving(App(runtime), anyio_backend) as client,
+        sse(client, f"/runs/{run.id}/default", {"Last-Event-ID": "4"}) as events,
+    ):
+        resumed = await events.rest()
+    # The interrupted attempt is retried from the start: its chunks follow the first five.
+    assert chunk_ids(resumed) == list(range(5, 15))
+    assert [json.loads(e["data"])["attempt"] for e in resumed[:10]] == [2] * 10
+    assert resumed[-1]["event"] == "end"
+
+
+async def test_an_open_sse_response_does_not_hold_up_the_servers_shutdown(
+    make_runtime: Callable[..., rw.Runtime],
+    anyio_backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server's graceful shutdown waits its timeout for open responses, then cancels
+    them: a stream response ends on that cancellation at once and logs nothing."""
+    gates["server"] = anyio.Event()
+    async with make_runtime() as runtime:
+        run = await runtime.start(gated, "server", 10)
+        app = App(runtime)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        config = hypercorn.Config()
+        config.bind = [f"fd://{listener.detach()}"]
+        config.graceful_timeout = 0.5
+        serve = hypercorn.trio.serve if anyio_backend == "trio" else hypercorn.asyncio.serve
+        stop, served = anyio.Event(), anyio.Event()
+
+        async def serve_until_stopped() -> None:
+            await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            served.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve_until_stopped)
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+                sse(client, f"/runs/{run.id}/default") as events,
+            ):
+                await events.take(5)
+                stop.set()
+                with anyio.fail_after(5):  # the graceful timeout, then at once
+                    await served.wait()
+            await app.all_returned()
+        gates["server"].set()
+        assert await run.result(timeout=10) == 10
+    # (hypercorn on asyncio logs the cancellation of its own connection task; nothing
+    # may come from the application.)
+    assert not [
+        r
+        for r in caplog.records
+        if r.levelname == "ERROR"
+        and ("ASGI" in r.getMessage() or "runwright" in (r.exc_text or ""))
+    ]
+
+
+async def test_interrupt_streams_ends_readers_with_where_to_read_on(
+    make_runtime: Callable[..., rw.Runtime],
+) -> None:
+    gates["interrupt"] = anyio.Event()
+    async with make_runtime(shutdown_grace=0.1) as runtime:
+        run = await runtime.start(gated, "interrupt", 10)
+        reader = run.stream()
+        first = [await anext(reader) for _ in range(5)]
+        runtime.interrupt_streams()
+        with anyio.fail_after(5), pytest.raises(rw.StreamInterrupted) as info:
+            await anext(reader)
+        assert info.value.position == 5
+        assert [c.index for c in first] == [0, 1, 2, 3, 4]
+        gates["interrupt"].set()

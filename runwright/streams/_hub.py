@@ -43,7 +43,14 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._exceptions import ChunkTooLarge, EncodeError, JournalError, RunNotFound, StreamClosed
+from .._exceptions import (
+    ChunkTooLarge,
+    EncodeError,
+    JournalError,
+    RunNotFound,
+    StreamClosed,
+    StreamInterrupted,
+)
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
@@ -188,6 +195,8 @@ class StreamHub:
         self._spawn = spawn
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._signals: dict[str, _Signal] = {}
+        #: The runtime is closing (see :meth:`shut`).
+        self.closing = False
         #: Counts what happened to any stream other than this process's appends
         #: (another process appended or closed, a run ended): a reader that saw
         #: the same count at its last journal read knows only this process's ring
@@ -229,6 +238,13 @@ class StreamHub:
         signal.holders -= 1
         if signal.holders == 0 and self._signals.get(run_id) is signal:
             del self._signals[run_id]
+
+    def shut(self) -> None:
+        """The runtime is closing: readers stop waiting and raise StreamInterrupted (once
+        they have handed out what they hold), so that no reader holds up the shutdown."""
+        self.closing = True
+        for run_id in list(self._signals):
+            self.wake(run_id)
 
     def wake(self, run_id: str) -> None:
         signal = self._signals.pop(run_id, None)
@@ -495,7 +511,14 @@ class StreamReader:
         while not self._ready:
             if self._ended:
                 raise StopAsyncIteration
-            await self._fill()
+            if self._hub.closing:
+                raise StreamInterrupted(self.run_id, self.name, self.position)
+            try:
+                await self._fill()
+            except JournalError:
+                if self._hub.closing:
+                    raise StreamInterrupted(self.run_id, self.name, self.position) from None
+                raise
         chunk = self._ready.popleft()
         self.position = chunk.index + 1
         return chunk
