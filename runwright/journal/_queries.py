@@ -100,18 +100,11 @@ def list_runs(
     repeat."""
     where: list[str] = []
     params: list[object] = []
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if workflow is not None:
-        where.append("workflow = ?")
-        params.append(workflow)
-    if key is not None:
-        where.append("key = ?")
-        params.append(key)
-    if parent is not None:
-        where.append("parent_run_id = ?")
-        params.append(parent)
+    equal = (("status", status), ("workflow", workflow), ("key", key), ("parent_run_id", parent))
+    for column, value in equal:
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
     if since is not None:
         where.append("created_at >= ?")
         params.append(since)
