@@ -81,9 +81,13 @@ treated the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -93,10 +97,10 @@ from ._streaming import check_name
 from .journal._json import to_json
 
 if TYPE_CHECKING:
-    from ._runtime import RunHandle
+    from ._runtime import RunHandle, Runtime
     from .streams._chunks import Chunk
 
-__all__ = ["Format", "StreamResponse", "stream_response"]
+__all__ = ["Format", "StreamResponse", "interrupt_streams_on_signals", "stream_response"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -339,3 +343,49 @@ def _json(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: escape it as JSON allows
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+@contextlib.contextmanager
+def interrupt_streams_on_signals(
+    runtime: Runtime, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[None]:
+    """While active, a shutdown signal first ends the runtime's stream readers, then goes
+    to the handler installed before (the server's).
+
+    For servers that wait for open responses before the application's
+    shutdown runs, and tell the application nothing (uvicorn without
+    ``--timeout-graceful-shutdown``): enter it in the ASGI lifespan, after
+    the server installed its handlers::
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            async with runtime:
+                with interrupt_streams_on_signals(runtime):
+                    yield
+
+    Open SSE responses then end at once, without their ``end`` event, and
+    browsers reconnect (``Last-Event-ID``) to another process. Signal handlers
+    can only be set from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the runtime was closed already
+            runtime.interrupt_streams()
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:  # what the signal would have done: do it
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for signum in signals:
+        previous[signum] = signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
