@@ -42,4 +42,9 @@ def test_testing_tier():
 
 
 def test_asgi_tier():
-    assert runwright.asgi.__all__ == ["Format", "StreamResponse", "stream_response"]
+    assert runwright.asgi.__all__ == [
+        "Format",
+        "StreamResponse",
+        "interrupt_streams_on_signals",
+        "stream_response",
+    ]
