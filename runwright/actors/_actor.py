@@ -769,6 +769,8 @@ class RunActor:
 
     def _steps_left(self, commands: list[Command]) -> bool:
         """Whether steps of this run will still be running once *commands* are carried out."""
+        if not self.in_flight:
+            return False
         cancelled = {c.cid for c in commands if isinstance(c, CancelCommand) and c.kind == "step"}
         return any(cid not in cancelled for cid in self.in_flight)
 
@@ -780,7 +782,10 @@ class RunActor:
     # -- steps and timers --------------------------------------------------------
 
     def launch(self, commands: list[Command], at: float) -> None:
-        cancelled = {c.cid for c in commands if isinstance(c, CancelCommand)}
+        # A command released in the activation that issued it comes with its release.
+        cancelled = (
+            {c.cid for c in commands if isinstance(c, CancelCommand)} if commands[1:] else ()
+        )
         for command in commands:
             if isinstance(command, StepCommand | SleepCommand) and command.cid in cancelled:
                 continue  # issued and released in one activation: journaled, never started

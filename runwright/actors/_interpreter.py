@@ -485,7 +485,7 @@ class Interpreter:
             self._ready.append((fiber, Failure(error)))
 
     def _issue(self, fiber: _Fiber | None, label: tuple[str, str]) -> int:
-        if label[0] != "patch":
+        if self._recorded and label[0] != "patch":
             self._skip_stale_markers()
         cid = self._next_cid
         recorded = self._recorded.get(cid)
