@@ -378,6 +378,8 @@ class _Line:
     #: the line reads when it is not right under that entry's other lines.
     owner: str | None = None
     apart: str = ""
+    #: The step or sleep a leading line starts (its follow-up lines name it as owner).
+    starts: str | None = None
 
 
 def timeline_lines(timeline: list[_Entry]) -> list[str]:
@@ -402,16 +404,8 @@ def timeline_lines(timeline: list[_Entry]) -> list[str]:
         if line.owner is not None and line.owner != previous_owner:
             text = line.apart
         rows.append(_row(line.at, text))
-        previous_owner = line.owner if line.owner is not None else _owner_of(line)
+        previous_owner = line.owner if line.owner is not None else line.starts
     return rows
-
-
-def _owner_of(line: _Line) -> str | None:
-    """The entry a leading line (a step's, a sleep's) starts."""
-    text = line.text
-    if text.startswith(("step #", "sleep #")):
-        return text.split(" ", 2)[0] + " " + text.split(" ", 2)[1]
-    return None
 
 
 def _entry_lines(entry: _Entry) -> list[_Line]:
@@ -433,10 +427,10 @@ def _entry_lines(entry: _Entry) -> list[_Line]:
         if entry.status == "fired":
             owner = f"sleep #{entry.cid}"
             fired = _Line(entry.fired_at, "  fired", owner, f"  {owner} fired")
-            return [_Line(entry.created_at, until), fired]
+            return [_Line(entry.created_at, until, starts=owner), fired]
         return [_Line(entry.created_at, f"{until} ({entry.status})")]
     owner = f"step #{entry.cid}"
-    lines = [_Line(entry.scheduled_at, f"{owner} {entry.call}: {entry.status}")]
+    lines = [_Line(entry.scheduled_at, f"{owner} {entry.call}: {entry.status}", starts=owner)]
     for attempt in entry.attempts:
         duration = "-" if attempt.duration_ms is None else f"{attempt.duration_ms:.1f} ms"
         outcome = attempt.outcome
