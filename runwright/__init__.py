@@ -41,7 +41,10 @@ from ._exceptions import EventTimeout as EventTimeout
 from ._exceptions import FatalError as FatalError
 from ._exceptions import HookConflict as HookConflict
 from ._exceptions import HookNotFound as HookNotFound
+from ._exceptions import JournalCorrupt as JournalCorrupt
 from ._exceptions import JournalError as JournalError
+from ._exceptions import JournalFull as JournalFull
+from ._exceptions import JournalReadOnly as JournalReadOnly
 from ._exceptions import JournalUnavailable as JournalUnavailable
 from ._exceptions import KeyConflict as KeyConflict
 from ._exceptions import NonDeterminismError as NonDeterminismError
@@ -100,7 +103,10 @@ __all__ = [
     "Hook",
     "HookConflict",
     "HookNotFound",
+    "JournalCorrupt",
     "JournalError",
+    "JournalFull",
+    "JournalReadOnly",
     "JournalUnavailable",
     "KeyConflict",
     "NonDeterminismError",

@@ -14,6 +14,9 @@
         │   └── DecodeError        stored bytes cannot be decoded
         ├── JournalError
         │   ├── NotARunwrightDatabase  the file is not a runwright journal
+        │   ├── JournalCorrupt         a runwright journal whose file is damaged
+        │   ├── JournalReadOnly        the journal can be read but not written
+        │   ├── JournalFull            the disk (or the database's size limit) is full
         │   ├── DatabaseLocked         another process held the database past the busy timeout
         │   ├── JournalUnavailable     the database server cannot be reached (after retrying)
         │   └── SchemaVersionError     the journal was written by a newer runwright
@@ -45,7 +48,10 @@ __all__ = [
     "FatalError",
     "HookConflict",
     "HookNotFound",
+    "JournalCorrupt",
     "JournalError",
+    "JournalFull",
+    "JournalReadOnly",
     "JournalUnavailable",
     "KeyConflict",
     "NonDeterminismError",
@@ -240,6 +246,45 @@ class NotARunwrightDatabase(JournalError):
         advice: str = "point the runtime at a new path or at a file runwright created",
     ) -> None:
         super().__init__(f"{path} is not a runwright journal ({detail}); {advice}")
+        self.path = path
+
+
+class JournalCorrupt(JournalError):
+    """The file is a runwright journal, but damaged (truncated, overwritten, a bad disk)."""
+
+    def __init__(self, path: str, detail: str, check: str = "") -> None:
+        says = f"; PRAGMA integrity_check says: {check}" if check else ""
+        super().__init__(
+            f"{path} is a runwright journal but its file is malformed ({detail}); "
+            f"restore it from a backup{says}"
+        )
+        self.path = path
+        self.check = check
+
+
+class JournalReadOnly(JournalError):
+    """The journal can be read but not written: ``cause`` says why (a read-only file,
+    directory or file system). Reading commands (``runwright runs list``) still work."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(
+            f"{path} cannot be written: {cause}. Make it writable for this process's user, "
+            "or read it with `runwright runs list --db PATH`"
+        )
+        self.path = path
+        self.cause = cause
+
+
+class JournalFull(JournalError):
+    """A write failed because the disk holding the journal (or the database's own size
+    limit) is full. Nothing of that write was kept; runwright retries its own writes
+    once space is freed."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"{path}: the disk is full ({detail}); nothing was written. Free space on the "
+            "disk that holds the journal: runs resume where they stopped once it has room"
+        )
         self.path = path
 
 

@@ -14,7 +14,14 @@ import attrs
 
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition, duration
-from ._exceptions import EventNotSet, EventTimeout, RunCancelled, RunFailed, RunNotFound
+from ._exceptions import (
+    EventNotSet,
+    EventTimeout,
+    JournalError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+)
 from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._messages import RunEnd
@@ -81,6 +88,18 @@ class RunSummary:
             row.error_message,
             RunProblem.from_row(problem),
         )
+
+
+def _journal_error_in(exc: BaseException) -> JournalError | None:
+    """The journal error *exc* is or (as a group of errors) holds, if any."""
+    if isinstance(exc, JournalError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _journal_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _datetime(timestamp: float) -> dt.datetime:
@@ -319,8 +338,19 @@ class Runtime:
         except BaseException as exc:
             journal.stop_writing()
             tg.cancel_scope.cancel()
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
-            await journal.close()
+            try:
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                # What the journal refused, not the task group that met it.
+                fault = _journal_error_in(group)
+                if fault is None:
+                    raise
+                raise fault from None
+            finally:
+                await journal.close()
+            fault = _journal_error_in(exc)
+            if fault is not None and fault is not exc:
+                raise fault from None
             raise
         self._journal, self._supervisor, self._tg = journal, supervisor, tg
         return self

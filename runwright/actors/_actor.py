@@ -353,9 +353,10 @@ class RunActor:
                 await self._guarded(self._recover)
                 return
             except JournalError as exc:
-                log.warning("run %s: recovery failed, retrying: %s", self.run_id, exc)
+                # The journal logs when writes start failing and when they work again.
+                log.debug("run %s: recovery failed, retrying: %s", self.run_id, exc)
                 self.activating = True
-                await anyio.sleep(delay)
+                await self.sup.journal.backoff(delay)
                 delay = min(delay * 2, 2.0)
 
     async def _drain(self) -> None:
@@ -546,11 +547,11 @@ class RunActor:
                 await self._activate(batch)
                 return
             except JournalError as exc:
-                log.warning("run %s: journal write failed, retrying: %s", self.run_id, exc)
+                log.debug("run %s: journal write failed, retrying: %s", self.run_id, exc)
                 self.drop_interpreter()
                 self.finishing, self.waiting = finishing, dict(waiting)
                 self.cancelling, self.cancel_reason = cancelling, reason
-                await anyio.sleep(delay)
+                await self.sup.journal.backoff(delay)
                 delay = min(delay * 2, 2.0)
 
     async def _activate(self, batch: list[Message]) -> None:

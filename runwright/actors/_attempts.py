@@ -6,6 +6,12 @@ for the step). Each attempt is claimed with a conditional write, runs the
 step's function with the step's context and streams, and is retried with
 backoff on the runtime's clock; only the final outcome is posted to the
 actor. Losing a claim ends the task silently: what won is in the journal.
+
+A fault of the journal is not the step's: when a write the attempt needs
+fails (its claim, its retry, a chunk it streamed), the write is retried once
+the journal takes writes again, and an attempt that met such a fault is
+abandoned and followed by a new one, as after a crash, whatever the step's
+retry budget.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._context import StepInfo, current_step
-from .._exceptions import EncodeError, FatalError, RetryableError, StepTimeout
+from .._exceptions import EncodeError, FatalError, JournalError, RetryableError, StepTimeout
 from ..journal._codec import encode_exception
 from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
@@ -47,6 +54,7 @@ async def execute(
     sup, run_id, cid, name = actor.sup, actor.run_id, command.cid, command.name
     definition: StepDefinition[Any, Any] = command.definition
     outcome: StepDone | None = None
+    fault_delay = 0.05
     with scope:
         if retry_at is not None:
             await sup.clock.sleep_until(retry_at)
@@ -54,7 +62,8 @@ async def execute(
             if not claimed:
                 # An interrupted attempt is always followed by another, even
                 # past the retry budget: the step never got to fail.
-                won = await sup.journal.write(
+                won = await _write_until_taken(
+                    sup,
                     functools.partial(
                         Tx.start_attempt,
                         run_id=run_id,
@@ -62,12 +71,25 @@ async def execute(
                         name=name,
                         attempt=attempt,
                         at=sup.clock.now(),
-                    )
+                    ),
                 )
                 if not won:
                     break
             claimed = False
             ok, payload, error_or_none = await _attempt(actor, command, attempt)
+            if not ok and _journal_fault(error_or_none) is not None:
+                log.info(
+                    "run %s step %s attempt %d abandoned: the journal failed under it: %s",
+                    run_id,
+                    name,
+                    attempt,
+                    _journal_fault(error_or_none),
+                )
+                attempt += 1
+                await sup.journal.backoff(fault_delay)
+                fault_delay = min(fault_delay * 2, 2.0)
+                continue
+            fault_delay = 0.05
             if ok:
                 outcome = StepDone(cid, name, attempt, True, payload)
                 break
@@ -83,7 +105,8 @@ async def execute(
             )
             at = sup.clock.now()
             when = at + delay
-            won = await sup.journal.write(
+            won = await _write_until_taken(
+                sup,
                 functools.partial(
                     Tx.retry_step,
                     run_id=run_id,
@@ -93,7 +116,7 @@ async def execute(
                     error=payload,
                     retry_at=when,
                     at=at,
-                )
+                ),
             )
             if not won:
                 break
@@ -132,8 +155,17 @@ async def _attempt(
                         result = await definition.invoke(command.args, command.kwargs)
                     if deadline.cancelled_caught:
                         raise StepTimeout(command.name, definition.timeout, attempt)
+        except Exception as exc:
+            # A failed attempt's chunks, too, are durable before its outcome
+            # (chunks the journal could not take make it the journal's fault).
+            if streams.touched:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await streams.settle()
+                    except JournalError as fault:
+                        raise fault from exc
+            raise
         except BaseException:
-            # A failed attempt's chunks, too, are durable before its outcome.
             if streams.touched:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await streams.settle()
@@ -161,6 +193,29 @@ async def _attempt(
     except EncodeError as exc:
         error = exc.at(step=command.name, argument="return value")
         return False, _error_payload(sup, error), error
+
+
+async def _write_until_taken(sup: Supervisor, fn: Callable[[Tx], bool]) -> bool:
+    """Write *fn* (a conditional write, safe to repeat), retrying while the journal fails."""
+    delay = 0.05
+    while True:
+        try:
+            return await sup.journal.write(fn)
+        except JournalError:
+            await sup.journal.backoff(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _journal_fault(error: BaseException | None) -> JournalError | None:
+    """The journal error behind *error*, if a journal fault made the attempt fail: the
+    error itself, or one it was raised from or while handling (a step that wraps it)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, JournalError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _error_payload(sup: Supervisor, error: BaseException) -> bytes:

@@ -130,7 +130,13 @@ class Supervisor:
                 tg.start_soon(self._timer_loop)
                 tg.start_soon(self._lease_loop)
                 tg.start_soon(self._dead_owner_loop)
-                await self.recover(dead_owners=True)
+                try:
+                    await self.recover(dead_owners=True)
+                except JournalError as exc:
+                    # Open anyway (reads work, and new writes say why they fail);
+                    # the runs are claimed once the journal takes writes again.
+                    log.warning("runwright: cannot claim runs yet, will retry: %s", exc)
+                    self.request_scan()
             task_status.started()
 
     async def stop(self, grace: float) -> None:
@@ -138,8 +144,12 @@ class Supervisor:
         self.stopping = True
         with anyio.move_on_after(grace):
             await self._steps_idle.wait()
-            # Let actors journal what the last steps returned before they stop.
-            while any(actor.busy for actor in self.actors.values()):  # noqa: ASYNC110 (once, at shutdown)
+            # Let actors journal what the last steps returned before they stop
+            # (not while the journal refuses writes: what they hold is redone on
+            # the next start).
+            while self.journal.fault is None and any(  # noqa: ASYNC110 (once, at shutdown)
+                actor.busy for actor in self.actors.values()
+            ):
                 await anyio.sleep(0.001)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -429,7 +439,7 @@ class Supervisor:
                     # the next lease renewal.
                     log.warning("runwright: claiming new runs failed, will retry: %s", exc)
                     self._scan_requested = True
-                    await anyio.sleep(delay)
+                    await self.journal.backoff(delay)
                     delay = min(delay * 2, 2.0)
         finally:
             self._scanning = False

@@ -87,6 +87,10 @@ class Journal:
         self._foreign_ready: anyio.Event | None = None
         self.batches = 0
         self.writes = 0
+        #: Why the last write failed, until a write succeeds again (a full disk, a
+        #: read-only file, a lost server): runwright's own writes wait and retry.
+        self.fault: JournalError | None = None
+        self._healed = anyio.Event()
 
     # -- what a backend provides ----------------------------------------------------
 
@@ -119,9 +123,33 @@ class Journal:
         request = _Request(fn)
         self._queue.put(request)
         await request.done.wait()
-        if request.error is not None:
-            raise request.error
+        error = request.error
+        if error is not None:
+            if isinstance(error, JournalError):
+                self._note_fault(error)
+            raise error
+        if self.fault is not None:
+            self._note_fault(None)
         return request.result  # type: ignore[no-any-return]
+
+    def _note_fault(self, error: JournalError | None) -> None:
+        """Log when writes start failing, and when they succeed again (not every retry)."""
+        if error is not None and self.fault is None:
+            log.warning("runwright: journal writes fail; runs wait and retry them: %s", error)
+            self._healed = anyio.Event()
+        elif error is None and self.fault is not None:
+            log.warning("runwright: %s: journal writes succeed again", self.path)
+            self._healed.set()
+        self.fault = error
+
+    async def backoff(self, delay: float) -> None:
+        """Wait *delay* seconds before retrying a write that failed, or less: until a
+        write succeeds again (then every write that waits retries at once)."""
+        if self.fault is None:
+            await anyio.sleep(delay)
+            return
+        with anyio.move_on_after(delay):
+            await self._healed.wait()
 
     #: How long one maintenance transaction (a prune batch) should take: short where
     #: it holds up the writes of runs (SQLite: it shares their transactions).

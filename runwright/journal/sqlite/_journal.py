@@ -7,6 +7,7 @@ is the host's clock: every process that opens the file runs on this host.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -18,7 +19,15 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from ..._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase, SchemaVersionError
+from ..._exceptions import (
+    DatabaseLocked,
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    JournalReadOnly,
+    NotARunwrightDatabase,
+    SchemaVersionError,
+)
 from .._journal import Journal, _Request
 from .._tx import Tx
 from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
@@ -73,12 +82,73 @@ def _connect(path: str, busy_timeout: float, synchronous: Synchronous) -> sqlite
 
 
 def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalError:
+    """The journal error that says what *exc*, SQLite's, means for the file at *path*."""
+    name = getattr(exc, "sqlite_errorname", "")
     message = str(exc)
-    if "locked" in message or "busy" in message:
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+        not name and ("locked" in message or "busy" in message)
+    ):
         return DatabaseLocked(path, busy_timeout)
-    if "not a database" in message or "malformed" in message:
+    if name.startswith("SQLITE_READONLY"):
+        return JournalReadOnly(path, why_read_only(path))
+    if name == "SQLITE_FULL":
+        return JournalFull(path, message)
+    if name.startswith("SQLITE_CORRUPT"):
+        return JournalCorrupt(path, message, integrity_check(path))
+    if name.startswith("SQLITE_NOTADB") or "not a database" in message:
         return NotARunwrightDatabase(path, message)
+    if name.startswith("SQLITE_CANTOPEN") and why_read_only(path, default="") != "":
+        return JournalReadOnly(path, why_read_only(path))
+    if name.startswith("SQLITE_IOERR"):
+        return JournalError(f"{path}: the disk reported an I/O error ({message})")
     return JournalError(f"{path}: {message}")
+
+
+def why_read_only(path: str, default: str = "read-only database") -> str:
+    """Why the journal at *path* cannot be written, as far as the file system tells."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    if os.path.exists(path) and not _may_write(path):
+        return "read-only file"
+    if not _may_write(folder):
+        return "read-only directory (SQLite creates the -wal and -shm files beside the journal)"
+    for extra in (f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(extra) and not _may_write(extra):
+            return f"read-only file {os.path.basename(extra)}"
+    return default
+
+
+def _may_write(path: str) -> bool:
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.W_OK, effective_ids=effective)
+
+
+def integrity_check(path: str, limit: int = 3) -> str:
+    """The first *limit* lines ``PRAGMA integrity_check`` reports for *path* (read-only)."""
+    try:
+        uri = pathlib.Path(path).absolute().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        try:
+            rows = conn.execute(f"PRAGMA integrity_check({limit})").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return "; ".join(str(row[0]) for row in rows)
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """Raise SQLite's SQLITE_READONLY now if the file opened read-only (SQLite opens a
+    file it may not write without a word, and fails only at the first write)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE runs SET status = status WHERE 0")
+    finally:
+        conn.execute("ROLLBACK")
 
 
 class SqliteJournal(Journal):
@@ -134,6 +204,7 @@ class SqliteJournal(Journal):
         writer = _connect(path, busy_timeout, synchronous)
         try:
             ensure_schema(writer, path)
+            _check_writable(writer)
             # The writer waits for other processes' write locks itself (see _begin).
             writer.execute("PRAGMA busy_timeout = 0")
             reader = _connect(path, busy_timeout, synchronous)
@@ -230,14 +301,24 @@ class SqliteJournal(Journal):
                 request.error = error
             return
         try:
-            lo, hi = self._run_requests(conn, batch, lambda: _SqliteTx(conn))
+            lo, hi = self._run_requests(
+                conn, batch, lambda: _SqliteTx(conn), abort_on=(sqlite3.Error,)
+            )
             # The watcher must not see these events before they are known as ours.
             with self._own_lock:
                 conn.execute("COMMIT")
                 self._mark_own(lo, hi)
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite rolled back already
+                    conn.execute("ROLLBACK")
+            if len(batch) > 1:
+                # Which request caused it is not known (a full disk fails them all;
+                # a broken statement, one): each again, alone.
+                for request in batch:
+                    request.result, request.error = None, None
+                    self._commit([request])
+                return
             error = _translate(exc, self.path, self.busy_timeout)
             for request in batch:
                 request.result = None
@@ -263,21 +344,38 @@ class SqliteJournal(Journal):
 
 
 def connect_read_only(path: str) -> sqlite3.Connection:
-    """A read-only connection to an existing runwright journal file (for inspection)."""
+    """A read-only connection to an existing runwright journal file (for inspection).
+
+    It works where the journal cannot be written: a read-only file, and a
+    read-only directory or mount, where SQLite cannot create the ``-shm`` file
+    a WAL database is read through (the file is opened immutable then: with no
+    ``-wal`` file beside it, and no way to create one, nobody can be writing it).
+    """
     check_file(path)
     if os.path.getsize(path) == 0:
         raise NotARunwrightDatabase(path, "the file is empty")
-    uri = pathlib.Path(path).absolute().as_uri() + "?mode=ro"
+    try:
+        return _open_read_only(path, immutable=False)
+    except JournalReadOnly:
+        wal = f"{path}-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise
+        return _open_read_only(path, immutable=True)
+
+
+def _open_read_only(path: str, *, immutable: bool) -> sqlite3.Connection:
+    uri = pathlib.Path(path).absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
     except sqlite3.Error as exc:
-        raise JournalError(f"{path}: cannot open it: {exc}") from None
+        raise _translate(exc, path, 5.0) from None
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
         conn.close()
-        raise NotARunwrightDatabase(path, str(exc)) from None
+        raise _translate(exc, path, 5.0) from None
     if app_id != APPLICATION_ID:
         conn.close()
         raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
