@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -42,6 +43,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_DB = "runwright.db"
+#: Seconds past ``shutdown_grace`` that closing a runtime gives its last writes.
+_LAST_WRITES = 0.9
 
 
 @attrs.frozen
@@ -368,13 +371,18 @@ class Runtime:
         if self._pruner is not None:
             self._pruner.cancel()
         supervisor.streams.shut()  # readers (an open SSE response) must not hold up the exit
+        # Shutdown ends within shutdown_grace and a second, whatever the journal's state:
+        # the grace for running steps, the rest for the last writes.
+        last_writes = time.monotonic() + self.shutdown_grace + _LAST_WRITES
         try:
             with anyio.CancelScope(shield=True):
                 try:
                     await supervisor.stop(self.shutdown_grace)
-                    await supervisor.release()
+                    with anyio.move_on_after(max(0.0, last_writes - time.monotonic()) / 2):
+                        await supervisor.release()
                 finally:
-                    journal.stop_writing()  # else the writer, and so the exit, never ends
+                    # Else the writer, and so the exit, never ends.
+                    journal.stop_writing(within=max(0.0, last_writes - time.monotonic()))
         finally:
             try:
                 # The body's own exception propagates unwrapped: everything the

@@ -88,13 +88,13 @@ def injected(plan: FaultPlan, db: str | os.PathLike[str]) -> Iterator[FaultPlan]
 
 
 def install_from_environment() -> FaultPlan | None:
-    """In a worker process: fail every write transaction from ``$RW_FAULT_FROM`` on
-    (of journals like ``$RUNWRIGHT_DB``'s)."""
+    """In a worker process: fail every write transaction from ``$RW_FAULT_FROM`` on,
+    of journals like ``$RW_FAULT_DB`` (its path or URL)."""
     first = os.environ.get("RW_FAULT_FROM")
     if not first:
         return None
     plan = FaultPlan()
     plan.fail(int(first), None)
-    cls = _backend(os.environ["RUNWRIGHT_DB"])
+    cls = _backend(os.environ["RW_FAULT_DB"])
     cls._commit = plan.wrap(cls.__dict__["_commit"])  # type: ignore[method-assign]
     return plan

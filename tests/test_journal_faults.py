@@ -170,7 +170,8 @@ async def test_a_truncated_journal_is_called_malformed_not_foreign(
     for argv in (("runs", "list"), ("runs", "show", run_id)):
         assert await anyio.to_thread.run_sync(_cli, path, *argv) == 1
         err = capsys.readouterr().err
-        assert "malformed" in err and "restore it from a backup" in err, err
+        assert "malformed" in err, err
+        assert "restore it from a backup" in err, err
         assert "not a runwright journal" not in err
 
 

@@ -94,7 +94,7 @@ async def test_a_read_only_file(shared_dir: Path, anyio_backend: str):
     path, run_id = await _journal(shared_dir)
     for name in (shared_dir, path):
         _give(name)
-    path.chmod(0o444)
+    os.chmod(path, 0o444)
     report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
     _check(report, path, "read-only file", run_id)
 
@@ -103,6 +103,6 @@ async def test_a_read_only_directory(shared_dir: Path, anyio_backend: str):
     path, run_id = await _journal(shared_dir)
     for name in (shared_dir, path):
         _give(name)
-    shared_dir.chmod(0o555)
+    os.chmod(shared_dir, 0o555)
     report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
     _check(report, path, "read-only directory", run_id)

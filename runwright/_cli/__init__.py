@@ -345,6 +345,13 @@ def _add_worker(
         help="run lease; another worker takes over this long after a hang (30)",
     )
     worker.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long running steps may take to finish (10)",
+    )
+    worker.add_argument(
         "--host-id",
         metavar="NAME",
         help="this process's host in run leases (default: the host name)",

@@ -32,6 +32,7 @@ def worker_command(args: argparse.Namespace) -> int:
                 synchronous=args.synchronous,
                 max_concurrent_steps=args.concurrency,
                 lease_seconds=args.lease,
+                shutdown_grace=args.shutdown_grace,
                 host_id=args.host_id,
             ) as runtime:
                 print(

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -91,6 +92,12 @@ class Journal:
         #: read-only file, a lost server): runwright's own writes wait and retry.
         self.fault: JournalError | None = None
         self._healed = anyio.Event()
+        self._join_by: float | None = None
+        self._stopping = anyio.Event()
+        #: The writer thread runs; whoever ends last, it or :meth:`close`, closes the
+        #: connections (a writer stuck past shutdown closes them when it gets out).
+        self._writer_running = False
+        self._close_on_exit = False
 
     # -- what a backend provides ----------------------------------------------------
 
@@ -195,6 +202,7 @@ class Journal:
         else:
             watching.set()
         self._foreign_ready = anyio.Event()
+        self._writer_running = True
         for thread in threads:
             thread.start()
         # Whatever another process commits from now on is noticed: the watcher
@@ -205,18 +213,26 @@ class Journal:
             async with anyio.create_task_group() as tg:
                 if self._watchers:
                     tg.start_soon(self._dispatch_foreign)
-                await finished.wait()
+                await self._stopping.wait()
+                # The writes submitted before the stop commit, unless the writer is
+                # stuck in one past the time given (see _join).
+                assert self._join_by is not None
+                with anyio.move_on_after(max(0.0, self._join_by - time.monotonic())):
+                    await finished.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._closed = True
             self._queue.put(None)
             stop_watching.set()
             with anyio.CancelScope(shield=True):
-                for thread in threads:
-                    await anyio.to_thread.run_sync(thread.join)
+                by = self._join_by if self._join_by is not None else time.monotonic() + 1.0
+                await _join(threads, self.path, by)
 
-    def stop_writing(self) -> None:
-        """Let :meth:`serve` return once every write already submitted has committed."""
+    def stop_writing(self, within: float = 1.0) -> None:
+        """Let :meth:`serve` return once every write already submitted has committed, or
+        *within* seconds, whichever is first (see :func:`_join`)."""
+        self._join_by = time.monotonic() + within
+        self._stopping.set()
         if not self._closed:
             self._closed = True
             self._queue.put(None)
@@ -251,6 +267,12 @@ class Journal:
             del first, batch
             more = None
         _wake(call_soon, [finished.set])
+        self._writer_running = False
+        if self._close_on_exit:
+            try:
+                self._close_sync()
+            except Exception:
+                log.exception("runwright: %s: closing the journal failed", self.path)
 
     def _run_requests(
         self,
@@ -360,7 +382,25 @@ class Journal:
 
     async def close(self) -> None:
         self._closed = True
+        self._close_on_exit = True
+        if self._writer_running:
+            return  # it closes them as it ends (closing both ways is harmless)
         await anyio.to_thread.run_sync(self._close_sync)
+
+
+async def _join(threads: list[threading.Thread], path: str, deadline: float) -> bool:
+    """Wait for *threads* until *deadline* (``time.monotonic()``); whether all ended.
+
+    A thread stuck in a database call (a server gone silent, a lock held by
+    another process) is left to finish on its own, as a daemon, and named:
+    shutdown must end, and its transaction commits whole or not at all.
+    """
+    for thread in threads:
+        await anyio.to_thread.run_sync(thread.join, max(0.0, deadline - time.monotonic()))
+    left = [thread.name for thread in threads if thread.is_alive()]
+    for name in left:
+        log.warning("runwright: %s: %s is still inside a database call; left to it", path, name)
+    return not left
 
 
 def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:

@@ -5,12 +5,15 @@ outside record of who executed what. With $WORKER_STOP_IN_WRITE naming a
 file, the worker stops itself (SIGSTOP) inside its first write that completes
 a step once that file exists: in the middle of a transaction, holding the
 journal's write lock, as a host paused by its hypervisor or a debugger would.
+With $RW_FAULT_FROM=N, every journal write transaction from the N-th on fails
+(see ``tests/faults.py``), as on a disk that has filled up.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -18,6 +21,12 @@ import anyio
 
 import runwright as rw
 from runwright.journal._tx import Tx
+
+if os.environ.get("RW_FAULT_FROM"):
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from faults import install_from_environment
+
+    install_from_environment()
 
 
 def _record() -> None:

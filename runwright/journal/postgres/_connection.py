@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -88,8 +88,11 @@ def is_disconnect(exc: BaseException, conn: psycopg.Connection[Any] | None) -> b
     return conn is None or conn.closed or conn.broken
 
 
-def connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[Any]:
-    """Connect, retrying for up to *reconnect_timeout* seconds while the server is away.
+def connect(
+    target: PgTarget, reconnect_timeout: float, give_up: Callable[[], bool] = lambda: False
+) -> psycopg.Connection[Any]:
+    """Connect, retrying for up to *reconnect_timeout* seconds while the server is away
+    (or until *give_up* says so: the journal is closing).
 
     Errors are raised outside the driver's exception handlers, with the password
     hidden: a driver's message may quote the URL, and a chained exception would
@@ -126,6 +129,8 @@ def connect(target: PgTarget, reconnect_timeout: float) -> psycopg.Connection[An
             problem = hide_password(first_line(exc), target.conninfo)
         if not unavailable:
             raise JournalError(f"{target.display}: cannot connect: {problem}")
+        if give_up():
+            raise JournalUnavailable(target.display, f"closing; cannot connect: {problem}")
         if time.monotonic() + delay >= deadline:
             raise JournalUnavailable(
                 target.display, f"cannot connect for {reconnect_timeout:g}s: {problem}"

@@ -146,7 +146,7 @@ class PostgresJournal(Journal):
             return current
         if current is not None:
             current.close()
-        conn = connect(self.target, self.reconnect_timeout)
+        conn = connect(self.target, self.reconnect_timeout, lambda: self._closed)
         try:
             use_schema(conn, self.target)
         except psycopg.Error as exc:

@@ -286,8 +286,8 @@ class SqliteJournal(Journal):
                 message = str(exc)
                 if "locked" not in message and "busy" not in message:
                     raise
-                if time.monotonic() >= deadline:
-                    raise
+                if time.monotonic() >= deadline or self._closed:
+                    raise  # closing: the writes left fail now rather than wait
             time.sleep(delay)
             delay = min(delay * 2, 0.001)
 
