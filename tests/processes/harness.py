@@ -49,11 +49,12 @@ class Workers:
         host_ids: list[str] | None = None,
         backends: list[str] | None = None,
         env: dict[str, str] | None = None,
+        modules: tuple[str, ...] = ("worker_flows",),
     ) -> None:
         """Start *count* workers and wait until each executes runs. With *host_ids*,
         worker i plays host ``host_ids[i]``; with *backends*, it runs on event loop
         ``backends[i]`` (default: the one the pool was made with); *env* adds to
-        their environment."""
+        their environment; *modules* are the modules they import."""
         env = {
             **os.environ,
             "WORKER_LEDGER": str(self.ledger),
@@ -67,7 +68,7 @@ class Workers:
             if isinstance(self.db, str):
                 db += f"&application_name={self.session(n)}"
             command = [
-                sys.executable, "-m", "runwright._cli", "worker", "worker_flows",
+                sys.executable, "-m", "runwright._cli", "worker", *modules,
                 "--db", db, "--synchronous", "NORMAL", "--lease", str(lease),
                 "--backend", self.backend if backends is None else backends[i],
             ]  # fmt: skip
