@@ -245,3 +245,45 @@ async def test_a_runtime_closes_in_time_while_the_journal_is_locked(
         assert await again.get_run(handle.id).result(timeout=20) == ["first", "second"]
     assert completed_steps(str(db_path), handle.id) == [gated.name, gated.name]
     assert ran["second"] == 1
+
+
+async def test_calls_honour_a_cancel_scope_while_the_journal_is_locked(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+):
+    """A write that waits for the lock can be given up on; reads do not wait at all."""
+    ran.clear()
+    gates.clear()
+    gates.update(first=anyio.Event(), second=anyio.Event())
+    async with make_runtime(busy_timeout=30.0) as runtime:
+        handle = await runtime.start(two_gated)
+        await until(lambda: ran["first"] == 1)
+        with lock_of(db_path):
+            for call in (
+                lambda: runtime.start(two_gated),
+                lambda: runtime.send(handle.id, "topic", 1),
+                lambda: runtime.resume_hook("nobody-holds-this", 1),
+                handle.cancel,
+            ):
+                began = time.monotonic()
+                with anyio.move_on_after(0.2) as scope:
+                    await call()
+                assert scope.cancelled_caught
+                assert time.monotonic() - began < 2.0
+            with pytest.raises(rw.RunTimeout):
+                await handle.result(timeout=0.1)
+            assert await handle.status() is rw.RunStatus.RUNNING
+            assert len(await runtime.list_runs()) >= 1
+        gates["first"].set()
+        gates["second"].set()
+        # The cancel was handed to the run, which records it once it can.
+        with pytest.raises(rw.RunCancelled):
+            await handle.result(timeout=20)
+        runs = await runtime.list_runs()
+    if isinstance(db_path, Path):
+        # SQLite's writer waits for the lock before it runs a write: the start given
+        # up on was not made.
+        assert [s.id for s in runs] == [handle.id]
+    else:
+        # PostgreSQL's writer sends a write with its transaction, which waits for the
+        # lock on the server: given up on after that, the start commits with it.
+        assert len(runs) == 2

@@ -106,3 +106,32 @@ async def test_a_read_only_directory(shared_dir: Path, anyio_backend: str):
     os.chmod(shared_dir, 0o555)
     report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
     _check(report, path, "read-only directory", run_id)
+
+
+def _mount(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", *argv], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def small_mount(shared_dir: Path) -> Iterator[Path]:
+    """A tmpfs mounted on *shared_dir* (root only; skipped where mounting is not allowed)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a file system needs root and mount(8)")
+    mounted = _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(shared_dir))
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield shared_dir
+    finally:
+        subprocess.run(["umount", str(shared_dir)], capture_output=True, timeout=30)
+
+
+async def test_a_read_only_mount(small_mount: Path, anyio_backend: str):
+    path, run_id = await _journal(small_mount)
+    remounted = await anyio.to_thread.run_sync(
+        lambda: _mount("-o", "remount,ro", str(small_mount))
+    )
+    assert remounted.returncode == 0, remounted.stderr
+    # Read-only for everyone, root included: no need to drop privileges, but it does.
+    report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
+    _check(report, path, "read-only file system", run_id)

@@ -478,6 +478,21 @@ class Supervisor:
         assert self._tg is not None
         self._tg.start_soon(fn, *args)
 
+    async def _apply_here(self, actor: RunActor, message: Message) -> None:
+        """Hand *message* to *actor* and wait until it is applied. The activation runs in
+        a task of the supervisor: a caller that stops waiting (a timeout) must not
+        interrupt it halfway, between its journal write and what follows from it."""
+        applied = anyio.Event()
+
+        async def apply() -> None:
+            try:
+                await actor.deliver(message)
+            finally:
+                applied.set()
+
+        self.spawn(apply)
+        await applied.wait()
+
     def deliver(self, run_id: str, message: Message) -> None:
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
@@ -492,7 +507,7 @@ class Supervisor:
             raise HookNotFound(token)
         actor = self.actors.get(event.run_id)
         if actor is not None and not actor.done:
-            await actor.deliver(JournalChanged())
+            await self._apply_here(actor, JournalChanged())
 
     async def send(self, run_id: str, topic: str, payload: object) -> None:
         """Journal a message to a run; whichever process drives it delivers it."""
@@ -505,13 +520,13 @@ class Supervisor:
             raise RunEnded(run_id)
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
-            await actor.deliver(JournalChanged())
+            await self._apply_here(actor, JournalChanged())
 
     async def cancel(self, run_id: str) -> None:
         """Ask a run to cancel; whichever process drives it raises Cancelled in its body."""
         actor = self.actors.get(run_id)
         if actor is not None and not actor.done:
-            await actor.deliver(CancelRequested())
+            await self._apply_here(actor, CancelRequested())
             return
         at = self.clock.now()
         answer = await self.journal.write(lambda tx: tx.request_cancel(run_id, at))

@@ -62,6 +62,8 @@ class _Request:
     done: anyio.Event = attrs.field(factory=anyio.Event)
     result: Any = None
     error: BaseException | None = None
+    #: Its caller stopped waiting (cancelled): not made unless its transaction had begun.
+    abandoned: bool = False
 
 
 class Journal:
@@ -124,12 +126,21 @@ class Journal:
     # -- writing ----------------------------------------------------------------
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run *fn* inside the next group-committed transaction; return what it returned."""
+        """Run *fn* inside the next group-committed transaction; return what it returned.
+
+        Cancelled while it waits for the writer (a lock another process holds, a
+        server that is away), the write is not made, unless its transaction had
+        already begun running it: then it commits, or not, with that transaction.
+        """
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
         request = _Request(fn)
         self._queue.put(request)
-        await request.done.wait()
+        try:
+            await request.done.wait()
+        except BaseException:
+            request.abandoned = True
+            raise
         error = request.error
         if error is not None:
             if isinstance(error, JournalError):
@@ -291,6 +302,8 @@ class Journal:
         every exception ends it."""
         lo, hi = 0, 0
         for request in batch:
+            if request.abandoned:
+                continue
             tx = make_tx()
             if savepoints:
                 conn.execute("SAVEPOINT w")
