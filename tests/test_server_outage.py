@@ -106,11 +106,21 @@ async def counting(n: int) -> int:
 async def test_runs_wait_out_a_stopped_server_and_finish(
     db_path: str, caplog: pytest.LogCaptureFixture
 ):
+    results: dict[int, int] = {}
+
+    async def wait_for(i: int, handle: rw.RunHandle[int]) -> None:
+        results[i] = await handle.result(timeout=30)
+
     async with (
         proxied(os.fspath(db_path)) as (proxy, url),
         rw.Runtime(url, synchronous="NORMAL", reconnect_timeout=0.3) as runtime,
+        # A client in another process would wait by reading the journal: through the outage.
+        rw.Runtime(url, execute=False, reconnect_timeout=0.3) as client,
+        anyio.create_task_group() as waiting,
     ):
         handles = [await runtime.start(counting, 30) for _ in range(4)]
+        for i, handle in enumerate(handles):
+            waiting.start_soon(wait_for, i, client.get_run(handle.id))
         await anyio.sleep(0.15)
         proxy.stop()
         with anyio.fail_after(20):
@@ -122,11 +132,18 @@ async def test_runs_wait_out_a_stopped_server_and_finish(
         await anyio.sleep(1.0)  # the server stays away a while
         async with anyio.create_task_group() as tg:
             await proxy.start(tg)
-            results = [await h.result(timeout=30) for h in handles]
-            assert results == [sum(range(30))] * 4
+            assert [await h.result(timeout=30) for h in handles] == [sum(range(30))] * 4
             for handle in handles:
                 chunks = [c.data async for c in handle.stream(skip_superseded=True)]
                 assert chunks == list(range(30))
+            with anyio.fail_after(10):
+                while len(results) < len(handles):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert list(results.values()) == [sum(range(30))] * 4
+            with anyio.fail_after(10):
+                while len(results) < len(handles):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert list(results.values()) == [sum(range(30))] * 4
             tg.cancel_scope.cancel()
     twice = query_journal(
         db_path,

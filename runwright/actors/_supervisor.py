@@ -355,7 +355,13 @@ class Supervisor:
             await self._resume(run_id)
 
     async def _resume(self, run_id: str) -> None:
-        row = await self.journal.run(run_id)
+        try:
+            row = await self.journal.run(run_id)
+        except JournalError as exc:
+            # It is ours (claimed or adopted): a later scan picks it up again.
+            log.warning("runwright: cannot read run %s yet, will retry: %s", run_id, exc)
+            self.request_scan()
+            return
         if row is None or row.status in _TERMINAL:
             return
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import anyio
 import attrs
 
-from .._exceptions import RunNotFound, RunStuck, RunTimeout
+from .._exceptions import JournalError, RunNotFound, RunStuck, RunTimeout
 from ..journal._journal import Journal
 from ..journal._queries import problem_of, run_row
 from ..journal._rows import RunRow
@@ -85,7 +85,10 @@ class Waiters:
                 return await self._wait(run_id, waiter, raise_on_problem)
         except TimeoutError:
             assert timeout is not None
-            problem = await self._journal.read(lambda c: problem_of(c, run_id))
+            try:
+                problem = await self._journal.read(lambda c: problem_of(c, run_id))
+            except JournalError:
+                problem = None  # the journal cannot be read now: say only that time is up
             why = None if problem is None else f"{problem[0]}: {problem[1]}"
             raise RunTimeout(run_id, timeout, why) from None
         finally:
@@ -107,9 +110,20 @@ class Waiters:
                 await waiter.event.wait()  # set when it ends here, or is let go
                 continue
             woken = waiter.event  # a poke during the read below must not be missed
-            row, problem = await self._journal.read(
-                lambda c: (run_row(c, run_id), problem_of(c, run_id) if raise_on_problem else None)
-            )
+            try:
+                row, problem = await self._journal.read(
+                    lambda c: (
+                        run_row(c, run_id),
+                        problem_of(c, run_id) if raise_on_problem else None,
+                    )
+                )
+            except JournalError:
+                # The journal cannot be read now (its server is away): the run goes on
+                # when it is back; look again later.
+                with anyio.move_on_after(delay):
+                    await woken.wait()
+                delay = min(delay * 2, 1.0)
+                continue
             if row is None:
                 raise RunNotFound(run_id)
             if row.status in _TERMINAL:
