@@ -164,3 +164,16 @@ def test_db_must_be_a_postgres_url(script: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 64
     assert "postgresql:// URL" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["seq", "runs"])
+def test_instructions_bench_workload_runs(kind: str) -> None:
+    """What bench/instructions.py has callgrind count (counting itself needs valgrind)."""
+    script = BENCH.with_name("instructions.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--child", kind, "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
