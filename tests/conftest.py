@@ -12,7 +12,10 @@ import contextlib
 import functools
 import os
 import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -190,3 +193,33 @@ def make_runtime(
         return rw.Runtime(db_path, **options)
 
     return make
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory outside pytest's private temp tree, which the user can reach."""
+    path = Path(tempfile.mkdtemp(prefix="rw-read-only-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+        shutil.rmtree(path)
+
+
+def mount(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", *argv], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def small_mount(shared_dir: Path) -> Iterator[Path]:
+    """A tmpfs mounted on *shared_dir* (root only; skipped where mounting is not allowed)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a file system needs root and mount(8)")
+    mounted = mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(shared_dir))
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield shared_dir
+    finally:
+        subprocess.run(["umount", str(shared_dir)], capture_output=True, timeout=30)

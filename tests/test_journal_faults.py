@@ -3,6 +3,7 @@ file. Each is reported as what it is, nothing hangs, and runs finish once it is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,24 @@ async def test_a_file_that_is_no_journal_is_still_called_so(tmp_path: Path):
     with pytest.raises(rw.NotARunwrightDatabase, match="is not a runwright journal"):
         async with rw.Runtime(path):
             pass
+
+
+@pytest.mark.sqlite_only("a file system that fills up is the SQLite journal's")
+async def test_opening_on_a_full_disk_says_the_disk_is_full(small_mount: Path):
+    path = small_mount / "journal.db"
+    async with rw.Runtime(path, synchronous="NORMAL") as runtime:
+        await (await runtime.start(plain, 1)).result(timeout=10)
+
+    def fill() -> None:
+        with contextlib.suppress(OSError), (small_mount / "filler").open("wb") as f:
+            while True:
+                f.write(b"\0" * 65536)
+
+    await anyio.to_thread.run_sync(fill)
+    # Opening needs room for the -wal and -shm files: SQLite calls it an I/O error.
+    with pytest.raises(rw.JournalFull, match="no space is left on the disk"):
+        async with rw.Runtime(path):
+            pass
+    os.remove(small_mount / "filler")
+    async with rw.Runtime(path) as runtime:
+        assert await (await runtime.start(plain, 2)).result(timeout=10) == 3

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from conftest import mount
 
 import runwright as rw
 
@@ -35,18 +33,6 @@ USER_SCRIPT = Path(__file__).with_name("read_only_user.py")
 @rw.workflow
 async def hello() -> str:
     return "hello"
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory outside pytest's private temp tree, which the user can reach."""
-    path = Path(tempfile.mkdtemp(prefix="rw-read-only-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        path.chmod(0o755)
-        shutil.rmtree(path)
 
 
 def _give(path: Path) -> None:
@@ -108,28 +94,10 @@ async def test_a_read_only_directory(shared_dir: Path, anyio_backend: str):
     _check(report, path, "read-only directory", run_id)
 
 
-def _mount(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *argv], capture_output=True, text=True, timeout=30)
-
-
-@pytest.fixture
-def small_mount(shared_dir: Path) -> Iterator[Path]:
-    """A tmpfs mounted on *shared_dir* (root only; skipped where mounting is not allowed)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a file system needs root and mount(8)")
-    mounted = _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(shared_dir))
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield shared_dir
-    finally:
-        subprocess.run(["umount", str(shared_dir)], capture_output=True, timeout=30)
-
-
 async def test_a_read_only_mount(small_mount: Path, anyio_backend: str):
     path, run_id = await _journal(small_mount)
     remounted = await anyio.to_thread.run_sync(
-        lambda: _mount("-o", "remount,ro", str(small_mount))
+        lambda: mount("-o", "remount,ro", str(small_mount))
     )
     assert remounted.returncode == 0, remounted.stderr
     # Read-only for everyone, root included: no need to drop privileges, but it does.

@@ -99,6 +99,9 @@ def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalErr
         return NotARunwrightDatabase(path, message)
     if name.startswith("SQLITE_CANTOPEN") and why_read_only(path, default="") != "":
         return JournalReadOnly(path, why_read_only(path))
+    if name.startswith("SQLITE_IOERR") and _no_space_left(path):
+        # SQLite says I/O error where it could not grow its -wal or -shm file.
+        return JournalFull(path, f"{message}; no space is left on the disk")
     if name.startswith("SQLITE_IOERR"):
         return JournalError(f"{path}: the disk reported an I/O error ({message})")
     return JournalError(f"{path}: {message}")
@@ -120,6 +123,15 @@ def why_read_only(path: str, default: str = "read-only database") -> str:
         if os.path.exists(extra) and not _may_write(extra):
             return f"read-only file {os.path.basename(extra)}"
     return default
+
+
+def _no_space_left(path: str) -> bool:
+    """Whether the disk holding *path* has (about) no space left for this user."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 64 * 1024
 
 
 def _may_write(path: str) -> bool:
