@@ -27,7 +27,8 @@ from typing import Any
 import zstandard
 
 from .._exceptions import DecodeError, EncodeError
-from ._codec import _DECODER, _walk
+from ._tagged import _walk
+from ._untag import _DECODER
 
 __all__ = ["from_json", "payload_json", "to_json"]
 
