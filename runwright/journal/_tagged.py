@@ -12,6 +12,7 @@ so no user value is ever read back as a tag. The tags and their payloads::
     $d dict                             [[key, value], ...]
     $i int of 2**1024 or more           hex text
     $b bytes, $ba bytearray             base64 text
+    $p bytes, $pa bytearray             index of a binary part (see below)
     $dt datetime, $time time            [naive ISO text, fold, zone]; zone is
                                         null, ["fixed", offset in us, name|null]
                                         or ["zone", ZoneInfo key]
@@ -24,6 +25,13 @@ so no user value is ever read back as a tag. The tags and their payloads::
     $exc exception                      [path, str(exc), args|null, traceback
                                         text, {attribute: value}, whether every
                                         attribute could be kept]
+
+A ``bytes`` or ``bytearray`` of ``PART_FROM`` bytes or more, inside a value
+the default codec encodes, is not written as base64 (a third bigger, and a
+pass over every byte each way): it becomes a *binary part* of the payload,
+stored raw after the JSON (format ``0x07``, see :mod:`._codec`), and the JSON
+holds its index. The JSON form that commands print (:mod:`._json`) never
+holds parts: it writes ``$b`` and ``$ba``.
 
 Decoding is one ``json`` parse whose object hook turns tagged objects back into
 values, innermost first; an unknown tag was written by a newer runwright.
@@ -46,6 +54,7 @@ import datetime as dt
 import enum
 import json
 import json.encoder
+import threading
 import traceback
 import uuid
 import zoneinfo
@@ -59,7 +68,7 @@ from runwright._exceptions import DecodeError, EncodeError
 
 from ._untag import _TRACEBACK_ATTRIBUTE, _is_namedtuple, _resolve, _type_path
 
-__all__ = ["encode_exception"]
+__all__ = ["PART_FROM", "encode_exception", "walk_with_parts"]
 
 _SCALARS = frozenset({str, float, bool, type(None)})
 _INT_LIMIT = 1 << 1024
@@ -187,11 +196,42 @@ def _walk_set(value: set[object] | frozenset[object], active: set[int]) -> objec
     return {"$fs" if type(value) is frozenset else "$s": out}
 
 
+#: A bytes or bytearray value this long or longer becomes a binary part of its payload.
+PART_FROM = 1024
+
+
+class _Parts(threading.local):
+    """The binary parts of the payload this thread is encoding; None: write base64."""
+
+    current: list[bytes | bytearray] | None = None
+
+
+_PARTS = _Parts()
+
+
+def walk_with_parts(value: object) -> tuple[object, list[bytes | bytearray]]:
+    """The tagged tree of *value*, and the binary parts its ``$p`` and ``$pa`` tags index."""
+    parts: list[bytes | bytearray] = []
+    saved, _PARTS.current = _PARTS.current, parts
+    try:
+        return _walk(value, set()), parts
+    finally:
+        _PARTS.current = saved
+
+
 def _walk_bytes(value: bytes, active: set[int]) -> object:
+    parts = _PARTS.current
+    if parts is not None and len(value) >= PART_FROM:
+        parts.append(value)
+        return {"$p": len(parts) - 1}
     return {"$b": base64.b64encode(value).decode("ascii")}
 
 
 def _walk_bytearray(value: bytearray, active: set[int]) -> object:
+    parts = _PARTS.current
+    if parts is not None and len(value) >= PART_FROM:
+        parts.append(value)
+        return {"$pa": len(parts) - 1}
     return {"$ba": base64.b64encode(value).decode("ascii")}
 
 
@@ -321,15 +361,23 @@ _MISSING = object()
 
 def _walk_or_missing(value: object, active: set[int]) -> object:
     before = set(active)
+    parts = _PARTS.current
+    kept = 0 if parts is None else len(parts)
     try:
         return _walk(value, active)
     except (EncodeError, RecursionError):
         active.intersection_update(before)
+        if parts is not None:
+            del parts[kept:]  # what the failed walk took, nothing refers to
         return _MISSING
 
 
 def _encodable(value: object) -> bool:
-    return _walk_or_missing(value, set()) is not _MISSING
+    saved, _PARTS.current = _PARTS.current, None
+    try:
+        return _walk_or_missing(value, set()) is not _MISSING
+    finally:
+        _PARTS.current = saved
 
 
 def _exception_attributes(exc: BaseException) -> dict[str, object]:

@@ -13,10 +13,11 @@ import datetime as dt
 import enum
 import importlib
 import json
+import threading
 import typing
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,7 @@ import attrs
 
 from runwright._exceptions import DecodeError
 
-__all__ = ["CodecRemoteError", "rebuild_exception"]
+__all__ = ["CodecRemoteError", "Omitted", "human_size", "rebuild_exception"]
 
 _TRACEBACK_ATTRIBUTE = "__runwright_traceback__"
 
@@ -98,17 +99,54 @@ def _type_path(cls: type) -> str:
 # Decoding: one JSON parse; the object hook rebuilds tagged objects.
 
 
-def _load(body: bytes) -> object:
+@attrs.frozen
+class Omitted:
+    """Stands in for a value a size-bounded decode did not read (see ``DefaultCodec.peek``):
+    its type (``bytes``, ``bytearray``, ``str``, or ``value`` for a whole JSON payload)
+    and its size in bytes, as stored uncompressed."""
+
+    type: str
+    size: int
+
+    def __repr__(self) -> str:
+        return f"<{human_size(self.size)} {self.type}>"
+
+
+def human_size(size: int) -> str:
+    """``512 B``, ``2.0 KB``, ``50.0 MB``: decimal units, as disks and networks count."""
+    if size < 1000:
+        return f"{size} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        size_in = size / 1000 ** ("KMGT".index(unit[0]) + 1)
+        if size_in < 999.95 or unit == "TB":
+            return f"{size_in:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+class _Reading(threading.local):
+    """The binary parts of the payload this thread is decoding (None: it has none)."""
+
+    parts: Sequence[memoryview | Omitted] | None = None
+
+
+_READING = _Reading()
+
+
+def _load(body: bytes | memoryview, parts: Sequence[memoryview | Omitted] | None = None) -> object:
+    """The value of tagged JSON *body*, whose ``$p`` and ``$pa`` tags index *parts*."""
     try:
-        text = body.decode("utf-8", "surrogatepass")
+        text = str(body, "utf-8", "surrogatepass")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"stored payload is not valid UTF-8: {exc}") from None
+    saved, _READING.parts = _READING.parts, parts
     try:
         value, end = _DECODER.raw_decode(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"stored payload is not valid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("stored payload is nested too deeply to decode") from None
+    finally:
+        _READING.parts = saved
     if end != len(text):
         raise DecodeError(f"stored payload has data after the JSON value, at offset {end}")
     return value
@@ -130,7 +168,7 @@ def _decode_tag(tag: str, payload: object) -> object:
     if type(payload) is not expected:
         raise DecodeError(
             f"corrupt {tag!r} value in stored payload: expected a JSON "
-            f"{'array' if expected is list else 'string'}, got {type(payload).__name__}"
+            f"{_JSON_TYPES[expected]}, got {type(payload).__name__}"
         )
     try:
         return decoder(payload)
@@ -138,6 +176,19 @@ def _decode_tag(tag: str, payload: object) -> object:
         raise
     except Exception as exc:
         raise DecodeError(f"corrupt {tag!r} value in stored payload: {exc!r}") from exc
+
+
+_JSON_TYPES = {list: "array", str: "string", int: "number"}
+
+
+def _part(index: int, kind: type[bytes | bytearray]) -> object:
+    parts = _READING.parts
+    if parts is None or not 0 <= index < len(parts):
+        raise DecodeError(f"corrupt payload: it refers to binary part {index}, which it lacks")
+    part = parts[index]
+    if isinstance(part, Omitted):
+        return Omitted(kind.__name__, part.size)
+    return kind(part)
 
 
 def _decode_datetime(payload: list[Any]) -> dt.datetime:
@@ -252,6 +303,8 @@ _TAGS: dict[str, tuple[type, Callable[[Any], object]]] = {
     "$i": (str, lambda p: int(p, 16)),
     "$b": (str, lambda p: base64.b64decode(p, validate=True)),
     "$ba": (str, lambda p: bytearray(base64.b64decode(p, validate=True))),
+    "$p": (int, lambda p: _part(p, bytes)),
+    "$pa": (int, lambda p: _part(p, bytearray)),
     "$dt": (list, _decode_datetime),
     "$date": (str, dt.date.fromisoformat),
     "$time": (list, _decode_time),
