@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._events import Event
 from ._rows import RunRow, StepRow, StoredChunk, StreamRow, WaitRow
-from ._tx import Connection
+from ._tx import RUN_ARGS, RUN_OUTCOME, Connection
 
 __all__ = [
     "chunks_from",
@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 _RUN_COLUMNS = (
-    "run_id, workflow, key, status, args, outcome, error_type, error_message, owner, "
-    "lease_expires_at, created_at, updated_at, finished_at"
+    f"run_id, workflow, key, status, {RUN_ARGS}, {RUN_OUTCOME}, error_type, error_message, "
+    "owner, lease_expires_at, created_at, updated_at, finished_at"
 )
 
 

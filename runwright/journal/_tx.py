@@ -15,6 +15,17 @@ database server's clock for PostgreSQL (many hosts, whose clocks drift).
 A backend's transactions must be serializable with respect to each other and
 commit in ``seq`` order: the methods read and then write (a key's run, a
 step's row), and readers follow the log by ``seq``.
+
+Every value is stored once, in the event that brought it: a run's arguments
+in its ``run_created`` event, its outcome in its ``run_completed`` /
+``run_failed`` / ``run_cancelled`` event. The ``runs`` row, which leases and
+claims update again and again (and SQLite rewrites whole, blobs included, on
+every update), keeps ``args`` empty and ``outcome`` NULL since schema version
+3; readers take both from the events (:data:`RUN_ARGS`, :data:`RUN_OUTCOME`).
+Journals written before kept a copy in the row too; nothing reads it. A
+child's outcome is also copied into its parent's ``child_completed`` event:
+the two runs are pruned separately, and the parent's history must hold what
+it was given.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from ._events import DEADLINE_CID, RESOLUTION_KINDS, Event, Kind
 from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
-__all__ = ["TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
+__all__ = ["RUN_ARGS", "RUN_OUTCOME", "TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
 
 #: The reason a run whose deadline passed was cancelled.
 TIMED_OUT = "timed out"
@@ -58,6 +69,17 @@ _RUN_FINISH_FROM = {
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
 _STEP_CANCEL_FROM = _in(sources(STEP_TRANSITIONS, "cancelled"))
 _ENDED_RUN = ("completed", "failed", "cancelled")
+#: A run's encoded arguments, as a column of a query on ``runs``.
+RUN_ARGS = (
+    "coalesce((SELECT e.payload FROM events AS e WHERE e.run_id = runs.run_id "
+    "AND e.kind = 'run_created' ORDER BY e.seq LIMIT 1), runs.args)"
+)
+#: A run's encoded outcome (None until it ends), as a column of a query on ``runs``.
+RUN_OUTCOME = (
+    f"CASE WHEN runs.status IN {_in(_ENDED_RUN)} THEN (SELECT e.payload FROM events AS e "
+    "WHERE e.run_id = runs.run_id AND e.kind IN ('run_completed', 'run_failed', "
+    "'run_cancelled') ORDER BY e.seq DESC LIMIT 1) END"
+)
 #: Every table that holds rows of a run, the runs table last.
 _RUN_TABLES = (
     "events",
@@ -144,7 +166,7 @@ class Tx:
         """
         if key is not None:
             row = self._conn.execute(
-                "SELECT run_id, workflow, args FROM runs WHERE key = ?", (key,)
+                f"SELECT run_id, workflow, {RUN_ARGS} FROM runs WHERE key = ?", (key,)
             ).fetchone()
             if row is not None:
                 return str(row[0]), str(row[1]), bytes(row[2])
@@ -153,13 +175,13 @@ class Tx:
                 "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
                 "created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, rw_now() + ?, ?, ?) "
                 "ON CONFLICT (run_id) DO NOTHING",
-                (run_id, workflow, key, args, owner, lease_seconds, at, at),
+                (run_id, workflow, key, b"", owner, lease_seconds, at, at),
             )
         else:
             cur = self._conn.execute(
                 "INSERT INTO runs (run_id, workflow, key, status, args, created_at, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
-                (run_id, workflow, key, args, at, at),
+                (run_id, workflow, key, b"", at, at),
             )
         if cur.rowcount != 1:
             return run_id, workflow, args
@@ -271,10 +293,10 @@ class Tx:
         error_message: str | None = None,
     ) -> bool:
         cur = self._conn.execute(
-            "UPDATE runs SET status = ?, outcome = ?, error_type = ?, error_message = ?, "
+            "UPDATE runs SET status = ?, error_type = ?, error_message = ?, "
             "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
             f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
-            (status, outcome, error_type, error_message, at, at, run_id),
+            (status, error_type, error_message, at, at, run_id),
         )
         if cur.rowcount != 1:
             return False

@@ -1,0 +1,248 @@
+"""Large payloads in a journal: each value stored once, ``max_payload_bytes`` refusing
+what is too big before anything is written, and journals written before version 3."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import query_journal
+
+import runwright as rw
+from runwright.testing import replay
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 100_000
+MiB = 1024 * 1024
+
+
+def noise(size: int) -> bytes:
+    """Incompressible bytes, the same every time (workflow bodies must be deterministic)."""
+    return random.Random(size).randbytes(size)
+
+
+@rw.step(retries=0)
+async def size_of(data: bytes) -> int:
+    return len(data)
+
+
+@rw.step(retries=0)
+async def make_bytes(size: int) -> bytes:
+    return noise(size)
+
+
+class HeavyError(Exception):
+    pass
+
+
+@rw.step(retries=0)
+async def fail_heavily(size: int) -> None:
+    raise HeavyError("too heavy to keep", noise(size))
+
+
+@rw.workflow
+async def echo(data: bytes) -> bytes:
+    return data
+
+
+@rw.workflow
+async def pass_on(data: bytes) -> int:
+    return await size_of(data)
+
+
+@rw.workflow
+async def send_big_step_args(size: int) -> str:
+    try:
+        await size_of(noise(size))
+    except rw.EncodeError as exc:
+        return f"refused: {exc}"
+    return "sent"
+
+
+@rw.workflow
+async def step_returns(size: int) -> int:
+    return len(await make_bytes(size))
+
+
+@rw.workflow
+async def returns(size: int) -> bytes:
+    return noise(size)
+
+
+@rw.workflow
+async def publishes(size: int) -> str:
+    try:
+        rw.set_event("blob", noise(size))
+    except rw.EncodeError as exc:
+        return f"refused: {exc}"
+    return "published"
+
+
+@rw.workflow
+async def waits_for(token: str) -> Any:
+    return await rw.hook(token=token)
+
+
+@rw.workflow
+async def receives() -> Any:
+    return await rw.receive("in")
+
+
+@rw.workflow
+async def fails_heavily(size: int) -> None:
+    await fail_heavily(size)
+
+
+def payloads_of(db: Path | str, run_id: str) -> dict[str, int]:
+    """Stored payload bytes of the run's events, by kind."""
+    rows = query_journal(
+        db, "SELECT kind, length(payload) FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+    )
+    sizes: dict[str, int] = {}
+    for kind, size in rows:
+        sizes[kind] = sizes.get(kind, 0) + (size or 0)
+    return sizes
+
+
+# -- stored once -------------------------------------------------------------------------
+
+
+async def test_arguments_and_result_are_stored_once(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    data = os.urandom(300_000)
+    async with make_runtime() as runtime:
+        run = await runtime.start(echo, data)
+        assert await run.result() == data
+    assert query_journal(
+        db_path, "SELECT length(args), outcome FROM runs WHERE run_id = ?", (run.id,)
+    ) == [(0, None)]
+    sizes = payloads_of(db_path, run.id)
+    assert len(data) < sizes["run_created"] <= len(data) + 100  # raw, not base64
+    assert len(data) < sizes["run_completed"] <= len(data) + 100
+    assert sum(sizes.values()) <= 2 * len(data) + 200
+
+
+async def test_a_run_reads_its_arguments_from_the_one_place(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    data = os.urandom(200_000)
+    async with make_runtime(execute=False) as client:
+        run = await client.start(pass_on, data, key="once")
+        assert (await client.get_run(key="once")).id == run.id
+        assert (await client.start(pass_on, data, key="once")).id == run.id  # same arguments
+        with pytest.raises(rw.KeyConflict, match="other arguments"):
+            await client.start(pass_on, data[:-1], key="once")
+    async with make_runtime() as runtime:  # claims the pending run: decodes its arguments
+        assert await runtime.get_run(run.id).result() == len(data)
+        [checked] = await replay([runtime.get_run(run.id)])
+        assert checked.ok
+    sizes = payloads_of(db_path, run.id)
+    assert sizes["run_created"] <= len(data) + 100
+    assert sizes["step_scheduled"] <= len(data) + 100  # the step's own arguments
+    assert sizes["run_completed"] < 100
+
+
+async def test_the_result_of_a_run_that_ended_elsewhere(
+    make_runtime: Callable[..., rw.Runtime],
+) -> None:
+    data = os.urandom(200_000)
+    async with make_runtime() as runtime, make_runtime(execute=False) as client:
+        run = await runtime.start(echo, data)
+        assert await client.get_run(run.id).result() == data
+        summary = await client.get_run(run.id).summary()
+        assert summary.status == rw.RunStatus.COMPLETED
+
+
+# -- journals written before version 3 ----------------------------------------------------
+
+
+def as_version_2(db: Path | str) -> None:
+    """Make the journal look as version 2 left it: run arguments and outcomes copied
+    into ``runs`` as well, the version number 2 (and, on PostgreSQL, payloads EXTENDED)."""
+    copies = (
+        "UPDATE runs SET args = (SELECT payload FROM events AS e WHERE e.run_id = runs.run_id "
+        "AND e.kind = 'run_created'), outcome = (SELECT payload FROM events AS e "
+        "WHERE e.run_id = runs.run_id AND e.kind IN ('run_completed', 'run_failed', "
+        "'run_cancelled'))"
+    )
+    if isinstance(db, Path):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute(copies)
+            conn.execute("PRAGMA user_version = 2")
+            conn.commit()
+        return
+    import psycopg
+
+    from runwright.journal.postgres._url import PgTarget
+
+    target = PgTarget(db)
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{target.schema}"')
+        conn.execute(copies)
+        conn.execute("ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTENDED")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def version_of(db: Path | str) -> int:
+    if isinstance(db, Path):
+        return int(query_journal(db, "PRAGMA user_version")[0][0])
+    return int(query_journal(db, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0])
+
+
+async def test_a_version_2_journal_opens_and_its_runs_resume(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    data = os.urandom(50_000)
+    async with make_runtime(execute=False) as client:
+        pending = await client.start(pass_on, data)
+        ended = await client.start(echo, b"old")
+    async with make_runtime() as runtime:
+        assert await runtime.get_run(ended.id).result() == b"old"
+    async with make_runtime(execute=False) as client:
+        waiting = await client.start(pass_on, data[:10])
+    as_version_2(db_path)
+    [(args, outcome)] = query_journal(
+        db_path, "SELECT args, outcome FROM runs WHERE run_id = ?", (ended.id,)
+    )
+    assert len(args) > 0  # the copies version 2 made
+    assert outcome is not None
+    assert version_of(db_path) == 2
+
+    async with make_runtime() as runtime:
+        assert version_of(db_path) == 3
+        assert await runtime.get_run(pending.id).result() == len(data)
+        assert await runtime.get_run(waiting.id).result() == 10
+        assert await runtime.get_run(ended.id).result() == b"old"
+    if not isinstance(db_path, Path):
+        [(storage,)] = query_journal(
+            db_path,
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'events'::regclass "
+            "AND attname = 'payload'",
+        )
+        assert storage == "e"  # EXTERNAL
+
+
+@pytest.mark.postgres_only("an SQLite journal is upgraded by whoever opens it")
+async def test_a_runtime_told_not_to_migrate_refuses_a_version_2_schema(
+    make_runtime: Callable[..., rw.Runtime], db_path: str
+) -> None:
+    async with make_runtime():
+        pass
+    as_version_2(db_path)
+    with pytest.raises(rw.SchemaVersionError, match=r"older than this runwright's \(3\); upgrade"):
+        async with make_runtime(migrate=False):
+            pass
+    assert version_of(db_path) == 2
+    with anyio.fail_after(30):
+        async with make_runtime():
+            pass
+    assert version_of(db_path) == 3
