@@ -15,6 +15,7 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._definitions import WorkflowDefinition, duration
 from ._exceptions import EventNotSet, EventTimeout, RunCancelled, RunFailed, RunNotFound
+from ._payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, LimitedCodec, check_limit
 from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._messages import RunEnd
@@ -222,7 +223,11 @@ class Runtime:
     bounds steps running at once. ``execute=False`` makes a client that starts
     runs and reads results but runs no steps. ``retention`` (seconds or a
     timedelta) prunes, in the background, runs that ended longer ago than
-    that (see :meth:`prune`).
+    that (see :meth:`prune`). ``max_payload_bytes`` (default 64 MiB; None:
+    no limit) bounds every value the runtime journals once encoded (run and
+    step arguments, results, hook payloads, messages, published events): a
+    larger one raises :class:`rw.EncodeError` where it was given, before
+    anything is written.
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class Runtime:
         reconnect_timeout: float = 30.0,
         host_id: str | None = None,
         retention: float | dt.timedelta | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         target = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
         self._target = target
@@ -254,6 +260,8 @@ class Runtime:
         self.reconnect_timeout = reconnect_timeout
         self.synchronous = synchronous
         self.codec: Codec = codec if codec is not None else DefaultCodec()
+        #: The most bytes one encoded value may take in the journal (None: no limit).
+        self.max_payload_bytes = check_limit(max_payload_bytes)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._options = {
             "cache_runs": cache_runs,
@@ -309,7 +317,10 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
-            supervisor = Supervisor(journal, self.codec, self.clock, **self._options)  # type: ignore[arg-type]
+            codec = self.codec
+            if self.max_payload_bytes is not None:
+                codec = LimitedCodec(codec, self.max_payload_bytes)
+            supervisor = Supervisor(journal, codec, self.clock, **self._options)  # type: ignore[arg-type]
             journal.watch(supervisor.on_foreign_events)
             await tg.start(journal.serve)
             await tg.start(supervisor.serve)

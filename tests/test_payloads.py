@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import query_journal
+from conftest import query_journal, resume_when_live
 
 import runwright as rw
 from runwright.testing import replay
@@ -160,6 +160,126 @@ async def test_the_result_of_a_run_that_ended_elsewhere(
         assert await client.get_run(run.id).result() == data
         summary = await client.get_run(run.id).summary()
         assert summary.status == rw.RunStatus.COMPLETED
+
+
+# -- max_payload_bytes --------------------------------------------------------------------
+
+
+def count_rows(db: Path | str) -> tuple[int, int]:
+    [(runs,)] = query_journal(db, "SELECT count(*) FROM runs")
+    [(events,)] = query_journal(db, "SELECT count(*) FROM events")
+    return runs, events
+
+
+def test_max_payload_bytes_option(tmp_path: Path) -> None:
+    assert rw.Runtime(tmp_path / "j.db").max_payload_bytes == 64 * MiB
+    assert rw.Runtime(tmp_path / "j.db", max_payload_bytes=None).max_payload_bytes is None
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="max_payload_bytes must be a positive int"):
+            rw.Runtime(tmp_path / "j.db", max_payload_bytes=bad)  # type: ignore[arg-type]
+
+
+async def test_arguments_over_the_limit_are_refused_before_anything_is_written(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    async with make_runtime(max_payload_bytes=LIMIT) as runtime:
+        before = count_rows(db_path)
+        with pytest.raises(rw.EncodeError) as caught:
+            await runtime.start(echo, os.urandom(LIMIT))
+        message = str(caught.value)
+        assert caught.value.argument == "data"
+        assert "workflow" in message
+        assert "argument 'data'" in message
+        assert (
+            "the encoded value is 100.0 KB (100,001 bytes), over max_payload_bytes=100,000"
+            in message
+        )
+        assert "Runtime(max_payload_bytes=...)" in message
+        assert count_rows(db_path) == before
+        # Up to the limit is fine.
+        run = await runtime.start(echo, bytes(LIMIT // 2))
+        assert await run.result() == bytes(LIMIT // 2)
+
+
+async def test_no_limit(make_runtime: Callable[..., rw.Runtime]) -> None:
+    async with make_runtime(max_payload_bytes=None) as runtime:
+        data = os.urandom(3 * LIMIT)
+        assert await (await runtime.start(echo, data)).result() == data
+
+
+async def test_step_arguments_over_the_limit_fail_at_the_call(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    async with make_runtime(max_payload_bytes=LIMIT) as runtime:
+        run = await runtime.start(send_big_step_args, 2 * LIMIT)
+        message = await run.result()
+    assert message.startswith("refused: step 'tests.test_payloads.size_of', argument 'data'")
+    assert "over max_payload_bytes=100,000" in message
+    assert "step_scheduled" not in payloads_of(db_path, run.id)
+
+
+async def test_results_over_the_limit_fail_the_step_or_the_run(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    async with make_runtime(max_payload_bytes=LIMIT) as runtime:
+        step_run = await runtime.start(step_returns, 2 * LIMIT)
+        with pytest.raises(rw.RunFailed) as caught:
+            await step_run.result()
+        assert "return value" in str(caught.value)
+        assert "over max_payload_bytes=100,000" in str(caught.value)
+        sizes = payloads_of(db_path, step_run.id)
+        assert "step_completed" not in sizes
+        assert sizes["step_failed"] < LIMIT
+
+        run = await runtime.start(returns, 2 * LIMIT)
+        with pytest.raises(rw.RunFailed, match="over max_payload_bytes=100,000"):
+            await run.result()
+        assert payloads_of(db_path, run.id)["run_failed"] < LIMIT
+
+
+async def test_an_error_over_the_limit_is_kept_without_its_values(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    async with make_runtime(max_payload_bytes=LIMIT) as runtime:
+        run = await runtime.start(fails_heavily, 2 * LIMIT)
+        with pytest.raises(rw.RunFailed) as caught:
+            await run.result()
+    assert "HeavyError" in str(caught.value)
+    assert "too heavy to keep" in str(caught.value)
+    sizes = payloads_of(db_path, run.id)
+    assert sizes["step_failed"] < LIMIT
+    assert sizes["run_failed"] < LIMIT
+
+
+async def test_hook_payloads_messages_and_events_over_the_limit(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    async with make_runtime(max_payload_bytes=LIMIT) as runtime:
+        hooked = await runtime.start(waits_for, "big-hook")
+        await resume_when_live(runtime, "big-hook", "small")  # the hook exists
+        assert await hooked.result() == "small"
+
+        waiting = await runtime.start(waits_for, "big-hook-2")
+        before = count_rows(db_path)
+        with pytest.raises(rw.EncodeError, match="over max_payload_bytes=100,000"):
+            await runtime.resume_hook("big-hook-2", noise(2 * LIMIT))
+        assert count_rows(db_path) == before
+        await resume_when_live(runtime, "big-hook-2", "fits")
+        assert await waiting.result() == "fits"
+
+        listening = await runtime.start(receives)
+        before = count_rows(db_path)
+        with pytest.raises(rw.EncodeError, match="over max_payload_bytes=100,000"):
+            await listening.send("in", noise(2 * LIMIT))
+        assert count_rows(db_path) == before
+        await listening.send("in", "fits")
+        assert await listening.result() == "fits"
+
+        publishing = await runtime.start(publishes, 2 * LIMIT)
+        message = await publishing.result()
+        assert message.startswith("refused: argument 'value': rw.set_event('blob'): ")
+        assert "over max_payload_bytes=100,000" in message
+        assert "event_set" not in payloads_of(db_path, publishing.id)
 
 
 # -- journals written before version 3 ----------------------------------------------------

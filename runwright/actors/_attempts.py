@@ -19,7 +19,7 @@ import anyio
 
 from .._context import StepInfo, current_step
 from .._exceptions import EncodeError, FatalError, RetryableError, StepTimeout
-from ..journal._codec import encode_exception
+from ..journal._codec import encode_error
 from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
 from ._commands import StepCommand
@@ -164,4 +164,4 @@ async def _attempt(
 
 
 def _error_payload(sup: Supervisor, error: BaseException) -> bytes:
-    return sup.codec.encode(encode_exception(error))
+    return encode_error(sup.codec, error)

@@ -60,6 +60,7 @@ __all__ = [
     "CodecRemoteError",
     "DefaultCodec",
     "Omitted",
+    "encode_error",
     "encode_exception",
     "human_size",
     "is_immutable",
@@ -291,6 +292,32 @@ def segments(
         memoryview(decompress(view)) if kind == _ZSTD else view
         for kind, view in split_segments(data)
     ]
+
+
+#: How much of an error's message and traceback a record over the payload limit keeps.
+_ERROR_TEXT_LIMIT = 64 * 1024
+
+
+def encode_error(codec: Codec, error: BaseException) -> bytes:
+    """What the journal records of *error*: :func:`encode_exception`, encoded.
+
+    If *codec* refuses that record (over ``max_payload_bytes``: an exception
+    holding a huge value), the record keeps the type, the first 64 KiB of the
+    message and the last 64 KiB of the traceback, without args or attributes.
+    """
+    info = encode_exception(error)
+    try:
+        return codec.encode(info)
+    except EncodeError:
+        message, trace = str(info["message"]), str(info["traceback"])
+        info.update(
+            message=message[:_ERROR_TEXT_LIMIT],
+            traceback=trace[-_ERROR_TEXT_LIMIT:],
+            args=None,
+            attributes={},
+            attributes_complete=False,
+        )
+        return codec.encode(info)
 
 
 def is_immutable(value: object) -> bool:
