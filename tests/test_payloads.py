@@ -4,6 +4,7 @@ what is too big before anything is written, and journals written before version 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import sqlite3
@@ -16,6 +17,8 @@ import pytest
 from conftest import query_journal, resume_when_live
 
 import runwright as rw
+from runwright._cli import main
+from runwright._cli._format import SHOW_LIMIT
 from runwright.testing import replay
 
 pytestmark = pytest.mark.anyio
@@ -366,3 +369,47 @@ async def test_a_runtime_told_not_to_migrate_refuses_a_version_2_schema(
         async with make_runtime():
             pass
     assert version_of(db_path) == 3
+
+
+# -- runs show ----------------------------------------------------------------------------
+
+
+@rw.workflow
+async def big_call(data: bytes, tag: bytes) -> bytes:
+    await size_of(data)
+    return data[: len(data) // 2]
+
+
+def show(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    status = main(["runs", "show", *argv])
+    captured = capsys.readouterr()
+    assert (status, captured.err) == (0, "")
+    return captured.out
+
+
+async def test_runs_show_gives_the_size_of_large_values_without_reading_them(
+    db_path: Path | str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * SHOW_LIMIT)
+    async with rw.Runtime(db_path, synchronous="NORMAL") as runtime:
+        run = await runtime.start(big_call, data, tag=b"small")
+        assert len(await run.result()) == len(data) // 2
+
+    def refuse_large(self: rw.DefaultCodec, payload: bytes) -> object:
+        assert len(payload) <= SHOW_LIMIT, "runs show decoded a large payload"
+        return decode(self, payload)
+
+    decode = rw.DefaultCodec.decode
+    monkeypatch.setattr(rw.DefaultCodec, "decode", refuse_large)
+    text = await anyio.to_thread.run_sync(show, capsys, run.id, "--db", str(db_path))
+    assert "args      <3.1 MB bytes>, tag=b'small'\n" in text
+    assert "result    <1.6 MB bytes>\n" in text
+    assert "step #0 tests.test_payloads.size_of(<3.1 MB bytes>): completed" in text
+
+    shown = json.loads(
+        await anyio.to_thread.run_sync(show, capsys, run.id, "--db", str(db_path), "--json")
+    )
+    assert shown["args"] == [{"$omitted": {"type": "bytes", "size": len(data)}}]
+    assert shown["kwargs"] == {"tag": {"$b": "c21hbGw="}}
+    assert shown["result"] == {"$omitted": {"type": "bytes", "size": len(data) // 2}}
+    assert shown["timeline"][1]["call"] == "tests.test_payloads.size_of(<3.1 MB bytes>)"
