@@ -21,6 +21,7 @@ import anyio
 from ..._exceptions import DatabaseLocked, JournalError, NotARunwrightDatabase, SchemaVersionError
 from .._journal import Journal, _Request
 from .._tx import Tx
+from ._checkpoint import Checkpointer
 from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
 
 __all__ = ["SqliteJournal", "Synchronous", "connect_read_only", "vacuum"]
@@ -98,6 +99,7 @@ class SqliteJournal(Journal):
         self._writer = writer
         self._reader = reader
         self._reader_lock = threading.Lock()
+        self._checkpointer = Checkpointer(path, writer)
 
     @classmethod
     async def open(
@@ -231,10 +233,12 @@ class SqliteJournal(Journal):
             return
         try:
             lo, hi = self._run_requests(conn, batch, lambda: _SqliteTx(conn))
+            self._checkpointer.before_commit()
             # The watcher must not see these events before they are known as ours.
             with self._own_lock:
                 conn.execute("COMMIT")
                 self._mark_own(lo, hi)
+            self._checkpointer.after_commit()
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -257,6 +261,7 @@ class SqliteJournal(Journal):
                 raise _translate(exc, self.path, self.busy_timeout) from exc
 
     def _close_sync(self) -> None:
+        self._checkpointer.close()
         with self._reader_lock:
             self._reader.close()
         self._writer.close()
