@@ -22,7 +22,14 @@ from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
-from .journal._queries import list_runs, problem_of, problems_of, published, run_row
+from .journal._queries import (
+    list_runs,
+    problem_of,
+    problems_of,
+    published,
+    run_row,
+    run_status,
+)
 from .journal._rows import RunRow
 from .journal._states import RunStatus
 from .journal.sqlite import Synchronous
@@ -99,16 +106,16 @@ class RunHandle(Generic[R]):
         return f"<RunHandle {self.id}>"
 
     async def status(self) -> RunStatus:
-        row = await self._runtime._journal_or_fail().read(lambda c: run_row(c, self.id))
-        if row is None:
+        status = await self._runtime._journal_or_fail().read(lambda c: run_status(c, self.id))
+        if status is None:
             raise RunNotFound(self.id)
-        return RunStatus(row.status)
+        return RunStatus(status)
 
     async def summary(self) -> RunSummary:
         """The run's status, times, error, and why it cannot advance if it cannot."""
         run_id = self.id
         row, problem = await self._runtime._journal_or_fail().read(
-            lambda c: (run_row(c, run_id), problem_of(c, run_id))
+            lambda c: (run_row(c, run_id, with_args=False), problem_of(c, run_id))
         )
         if row is None:
             raise RunNotFound(self.id)

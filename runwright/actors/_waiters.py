@@ -108,7 +108,10 @@ class Waiters:
                 continue
             woken = waiter.event  # a poke during the read below must not be missed
             row, problem = await self._journal.read(
-                lambda c: (run_row(c, run_id), problem_of(c, run_id) if raise_on_problem else None)
+                lambda c: (
+                    run_row(c, run_id, with_args=False),
+                    problem_of(c, run_id) if raise_on_problem else None,
+                )
             )
             if row is None:
                 raise RunNotFound(run_id)
