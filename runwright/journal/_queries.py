@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._events import Event
+from ._events import RUN_ARGS, RUN_OUTCOME, Event
 from ._rows import RunRow, StepRow, StoredChunk, StreamRow, WaitRow
-from ._tx import RUN_ARGS, RUN_OUTCOME, Connection
+from ._tx import Connection
 
 __all__ = [
     "chunks_from",

@@ -21,7 +21,8 @@ in its ``run_created`` event, its outcome in its ``run_completed`` /
 ``run_failed`` / ``run_cancelled`` event. The ``runs`` row, which leases and
 claims update again and again (and SQLite rewrites whole, blobs included, on
 every update), keeps ``args`` empty and ``outcome`` NULL since schema version
-3; readers take both from the events (:data:`RUN_ARGS`, :data:`RUN_OUTCOME`).
+3; readers take both from the events (``RUN_ARGS`` and ``RUN_OUTCOME`` in
+:mod:`._events`).
 Journals written before kept a copy in the row too; nothing reads it. A
 child's outcome is also copied into its parent's ``child_completed`` event:
 the two runs are pruned separately, and the parent's history must hold what
@@ -34,11 +35,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
 from .._exceptions import StreamClosed
-from ._events import DEADLINE_CID, RESOLUTION_KINDS, Event, Kind
+from ._events import DEADLINE_CID, RESOLUTION_KINDS, RUN_ARGS, Event, Kind
 from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
-__all__ = ["RUN_ARGS", "RUN_OUTCOME", "TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
+__all__ = ["TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
 
 #: The reason a run whose deadline passed was cancelled.
 TIMED_OUT = "timed out"
@@ -69,17 +70,6 @@ _RUN_FINISH_FROM = {
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
 _STEP_CANCEL_FROM = _in(sources(STEP_TRANSITIONS, "cancelled"))
 _ENDED_RUN = ("completed", "failed", "cancelled")
-#: A run's encoded arguments, as a column of a query on ``runs``.
-RUN_ARGS = (
-    "coalesce((SELECT e.payload FROM events AS e WHERE e.run_id = runs.run_id "
-    "AND e.kind = 'run_created' ORDER BY e.seq LIMIT 1), runs.args)"
-)
-#: A run's encoded outcome (None until it ends), as a column of a query on ``runs``.
-RUN_OUTCOME = (
-    f"CASE WHEN runs.status IN {_in(_ENDED_RUN)} THEN (SELECT e.payload FROM events AS e "
-    "WHERE e.run_id = runs.run_id AND e.kind IN ('run_completed', 'run_failed', "
-    "'run_cancelled') ORDER BY e.seq DESC LIMIT 1) END"
-)
 #: Every table that holds rows of a run, the runs table last.
 _RUN_TABLES = (
     "events",
