@@ -19,14 +19,13 @@ step's row), and readers follow the log by ``seq``.
 Every value is stored once, in the event that brought it: a run's arguments
 in its ``run_created`` event, its outcome in its ``run_completed`` /
 ``run_failed`` / ``run_cancelled`` event. The ``runs`` row, which leases and
-claims update again and again (and SQLite rewrites whole, blobs included, on
-every update), keeps ``args`` empty and ``outcome`` NULL since schema version
-3; readers take both from the events (``RUN_ARGS`` and ``RUN_OUTCOME`` in
-:mod:`._events`).
-Journals written before kept a copy in the row too; nothing reads it. A
-child's outcome is also copied into its parent's ``child_completed`` event:
-the two runs are pruned separately, and the parent's history must hold what
-it was given.
+claims update again and again (SQLite reads a row's blobs on every UPDATE,
+and rewrites them when the row changes size), keeps ``args`` empty and
+``outcome`` NULL since schema version 3; readers take both from the events
+(``RUN_ARGS`` and ``RUN_OUTCOME`` in :mod:`._events`). Journals written
+before kept a copy in the row too; nothing reads it. A child's outcome is
+also copied into its parent's ``child_completed`` event: the two runs are
+pruned separately, and the parent's history must hold what it was given.
 """
 
 from __future__ import annotations

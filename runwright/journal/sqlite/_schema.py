@@ -13,8 +13,8 @@ disposed or its run ends.
 A run's arguments and outcome are stored once, in its ``run_created`` event
 and the event that ended it; ``runs.args`` (kept empty) and ``runs.outcome``
 (kept NULL) are written only by journals older than version 3, which copied
-both into the row. A row with a large value inside would be rewritten whole
-by every lease renewal.
+both into the row. Every UPDATE of a row reads its large values (a lease
+renewal), and rewrites them when the row changes size (a claim).
 
 ``streams`` and ``stream_chunks`` hold what steps write to a run's named
 streams: one row per stream (how many chunks, how many bytes, whether it was
