@@ -23,13 +23,21 @@ from ._exceptions import (
     RunFailed,
     RunNotFound,
 )
+from ._payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, LimitedCodec, check_limit
 from ._retention import ENDED, prune, prune_forever
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
 from .journal._codec import Codec, DefaultCodec, rebuild_exception
-from .journal._queries import list_runs, problem_of, problems_of, published, run_row
+from .journal._queries import (
+    list_runs,
+    problem_of,
+    problems_of,
+    published,
+    run_row,
+    run_status,
+)
 from .journal._rows import RunRow
 from .journal._states import RunStatus
 from .journal.sqlite import Synchronous
@@ -120,16 +128,16 @@ class RunHandle(Generic[R]):
         return f"<RunHandle {self.id}>"
 
     async def status(self) -> RunStatus:
-        row = await self._runtime._journal_or_fail().read(lambda c: run_row(c, self.id))
-        if row is None:
+        status = await self._runtime._journal_or_fail().read(lambda c: run_status(c, self.id))
+        if status is None:
             raise RunNotFound(self.id)
-        return RunStatus(row.status)
+        return RunStatus(status)
 
     async def summary(self) -> RunSummary:
         """The run's status, times, error, and why it cannot advance if it cannot."""
         run_id = self.id
         row, problem = await self._runtime._journal_or_fail().read(
-            lambda c: (run_row(c, run_id), problem_of(c, run_id))
+            lambda c: (run_row(c, run_id, with_args=False), problem_of(c, run_id))
         )
         if row is None:
             raise RunNotFound(self.id)
@@ -244,7 +252,11 @@ class Runtime:
     bounds steps running at once. ``execute=False`` makes a client that starts
     runs and reads results but runs no steps. ``retention`` (seconds or a
     timedelta) prunes, in the background, runs that ended longer ago than
-    that (see :meth:`prune`).
+    that (see :meth:`prune`). ``max_payload_bytes`` (default 64 MiB; None:
+    no limit) bounds every value the runtime journals once encoded (run and
+    step arguments, results, hook payloads, messages, published events): a
+    larger one raises :class:`rw.EncodeError` where it was given, before
+    anything is written.
     """
 
     def __init__(
@@ -266,6 +278,7 @@ class Runtime:
         reconnect_timeout: float = 30.0,
         host_id: str | None = None,
         retention: float | dt.timedelta | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         target = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
         self._target = target
@@ -276,6 +289,8 @@ class Runtime:
         self.reconnect_timeout = reconnect_timeout
         self.synchronous = synchronous
         self.codec: Codec = codec if codec is not None else DefaultCodec()
+        #: The most bytes one encoded value may take in the journal (None: no limit).
+        self.max_payload_bytes = check_limit(max_payload_bytes)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._options = {
             "cache_runs": cache_runs,
@@ -331,7 +346,10 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
-            supervisor = Supervisor(journal, self.codec, self.clock, **self._options)  # type: ignore[arg-type]
+            codec = self.codec
+            if self.max_payload_bytes is not None:
+                codec = LimitedCodec(codec, self.max_payload_bytes)
+            supervisor = Supervisor(journal, codec, self.clock, **self._options)  # type: ignore[arg-type]
             journal.watch(supervisor.on_foreign_events)
             await tg.start(journal.serve)
             await tg.start(supervisor.serve)

@@ -1,5 +1,5 @@
 """The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py``,
-``bench/processes.py``, ``bench/replay.py`` and ``bench/prune.py`` with
+``bench/processes.py``, ``bench/replay.py``, ``bench/prune.py`` and ``bench/payloads.py`` with
 ``--quick`` exit 0 and print their tables;
 ``bench.py`` and ``processes.py`` also on PostgreSQL (``--db``), where each
 scenario's schema is named after the URL's and is gone afterwards.
@@ -23,6 +23,7 @@ STREAMS = BENCH.with_name("streams.py")
 PROCESSES = BENCH.with_name("processes.py")
 REPLAY = BENCH.with_name("replay.py")
 PRUNE = BENCH.with_name("prune.py")
+PAYLOADS = BENCH.with_name("payloads.py")
 
 
 def run_quick(
@@ -151,6 +152,21 @@ def test_processes_bench_quick_runs(journal_backend: str, tmp_path: Path) -> Non
         assert row in proc.stdout, row
     assert "where the time went" in proc.stdout
     assert "limit: " in proc.stdout
+
+
+def test_payloads_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    args: tuple[str, ...] = ()
+    if journal_backend == "postgresql":
+        url, prefix = pg_target()
+        args = ("--db", url)
+    proc, header = run_quick(PAYLOADS, tmp_path, *args)
+    for column in ("result", "target", "met"):
+        assert column in header
+    for row in ("journal growth, 20 MB argument", "start() / file floor", "runs show --json"):
+        assert row in proc.stdout, row
+    assert re.search(r"floor: one INSERT of it \+ COMMIT +\d+ ms", proc.stdout), proc.stdout
+    if journal_backend == "postgresql":
+        assert schemas_named(prefix) == []
 
 
 @pytest.mark.parametrize("script", [BENCH, PROCESSES], ids=["bench", "processes"])

@@ -181,7 +181,11 @@ class JournalReader:
         )
         steps = query_journal(db, "SELECT cid, name, status, attempt FROM steps")
         waits = query_journal(db, "SELECT cid, wake_at, status FROM waits")
-        runs = query_journal(db, "SELECT run_id, status, outcome FROM runs")
+        runs = query_journal(
+            db,
+            "SELECT run_id, status, (SELECT payload FROM events AS e WHERE e.run_id = "
+            "runs.run_id AND e.kind = 'run_completed') FROM runs",  # the outcome, stored once
+        )
         return Snapshot(killed_at, events, steps, waits, runs)
 
 

@@ -96,9 +96,7 @@ async def test_a_read_only_directory(shared_dir: Path, anyio_backend: str):
 
 async def test_a_read_only_mount(small_mount: Path, anyio_backend: str):
     path, run_id = await _journal(small_mount)
-    remounted = await anyio.to_thread.run_sync(
-        lambda: mount("-o", "remount,ro", str(small_mount))
-    )
+    remounted = await anyio.to_thread.run_sync(lambda: mount("-o", "remount,ro", str(small_mount)))
     assert remounted.returncode == 0, remounted.stderr
     # Read-only for everyone, root included: no need to drop privileges, but it does.
     report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)

@@ -2,7 +2,9 @@
 
 Payloads are decoded with the default codec. Decoding imports the modules a
 payload names (the journal is trusted); a value whose class cannot be imported
-here is shown as ``<undecodable: ...>`` rather than failing the command.
+here is shown as ``<undecodable: ...>`` rather than failing the command. A
+value over ``SHOW_LIMIT`` bytes (a ``bytes`` or ``str``, or a whole payload
+of JSON) is not read at all: it is shown by its size, ``<50.0 MB bytes>``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..journal._codec import DefaultCodec
 from ..journal._rows import RunRow
 
 __all__ = [
+    "SHOW_LIMIT",
     "ErrorInfo",
     "Undecodable",
     "arguments",
@@ -28,6 +31,7 @@ __all__ = [
     "iso",
     "iso_json",
     "one_line",
+    "peek",
     "print_json",
     "print_table",
     "safe_repr",
@@ -64,6 +68,10 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
 
+#: Values over this many bytes are shown by their size (an Omitted), not read.
+SHOW_LIMIT = 1024 * 1024
+
+
 def decode(codec: DefaultCodec, data: bytes | None) -> object:
     if data is None:
         return None
@@ -73,10 +81,20 @@ def decode(codec: DefaultCodec, data: bytes | None) -> object:
         return Undecodable(str(exc))
 
 
+def peek(codec: DefaultCodec, data: bytes | None) -> object:
+    """*data* decoded, with every value over ``SHOW_LIMIT`` bytes shown by its size."""
+    if data is None:
+        return None
+    try:
+        return codec.peek(data, SHOW_LIMIT)
+    except DecodeError as exc:
+        return Undecodable(str(exc))
+
+
 def error_info(codec: DefaultCodec, data: bytes | None) -> ErrorInfo:
     """The type, message and traceback of an error payload, even if its values won't decode."""
-    info = decode(codec, data)
-    if isinstance(info, Undecodable) and data is not None:
+    info = peek(codec, data)
+    if isinstance(info, Undecodable) and data is not None and len(data) <= SHOW_LIMIT:
         info = _raw_json(data)
     if not isinstance(info, dict):
         return ErrorInfo("?", repr(info), "")

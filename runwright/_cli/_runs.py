@@ -13,9 +13,11 @@ import sys
 import time
 
 import anyio
+import attrs
 
 from .._exceptions import RunNotFound
 from ..journal._codec import DefaultCodec
+from ..journal._events import Kind
 from ..journal._queries import (
     events_of,
     list_runs,
@@ -88,10 +90,14 @@ def list_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     # One read transaction: the row, events and steps are one consistent snapshot.
     with read_only(target_of(args)) as conn:
-        row = run_row(conn, args.run_id)
+        row = run_row(conn, args.run_id, with_args=False)
         if row is None:
             raise RunNotFound(args.run_id)
         events = events_of(conn, args.run_id)
+        # The arguments are in the run_created event: read once, not again with the row.
+        created = next((e.payload for e in events if e.kind == Kind.RUN_CREATED), None)
+        row = run_row(conn, args.run_id) if created is None else attrs.evolve(row, args=created)
+        assert row is not None
         retry_at = {
             step.cid: step.retry_at
             for step in steps_of(conn, args.run_id)

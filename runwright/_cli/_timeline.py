@@ -2,7 +2,9 @@
 
 Each step is one entry with its attempts under it (their durations, errors
 and retries); sleeps, stream writes and run-level events are entries of
-their own, in the order the journal recorded them.
+their own, in the order the journal recorded them. Arguments and results
+over ``SHOW_LIMIT`` bytes are shown by their size and never decoded, so a
+run with a 50 MB argument shows as fast as any other.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..journal._json import payload_json
 from ..journal._rows import RunRow
 from ..journal._states import RunStatus
 from ._format import (
+    SHOW_LIMIT,
     ErrorInfo,
     arguments,
     call,
@@ -22,6 +25,7 @@ from ._format import (
     error_info,
     iso,
     iso_json,
+    peek,
     safe_repr,
     shorten,
     summary_json,
@@ -193,7 +197,7 @@ class RunView:
         args, kwargs = _call_json(self.row.args)
         result = None
         if self.row.status == "completed":
-            result = payload_json(self.row.outcome)
+            result = payload_json(self.row.outcome, SHOW_LIMIT)
         return {
             **summary,
             "args": args,
@@ -206,7 +210,7 @@ class RunView:
 
 def _call_json(data: bytes) -> tuple[object, object]:
     """A run's arguments in the JSON form: the positional ones as a list, and a dict."""
-    form = payload_json(data)  # the tuple (args, kwargs); args a tuple or a list
+    form = payload_json(data, SHOW_LIMIT)  # the tuple (args, kwargs); args a tuple or a list
     call = _untuple(form)
     if isinstance(call, list) and len(call) == 2:
         positional = _untuple(call[0])
@@ -246,7 +250,7 @@ def build_view(
         kind = event.kind
         if kind == Kind.STEP_SCHEDULED and event.cid is not None:
             step = step_of(event)
-            step.call = call(step.name, decode(codec, event.payload))
+            step.call = call(step.name, peek(codec, event.payload))
         elif kind == Kind.STEP_STARTED and event.cid is not None and event.attempt is not None:
             step = step_of(event)
             for earlier in step.attempts:
@@ -325,13 +329,13 @@ def build_view(
 
     result = error = None
     if row.status == "completed" and row.outcome is not None:
-        result = shorten(safe_repr(decode(codec, row.outcome)))
+        result = shorten(safe_repr(peek(codec, row.outcome)))
     elif row.status == "failed":
         if row.outcome is not None:
             error = error_info(codec, row.outcome)
         else:
             error = ErrorInfo(row.error_type or "?", row.error_message or "", "")
-    args = arguments(decode(codec, row.args))
+    args = arguments(peek(codec, row.args))
     return RunView(row, args, result, error, problem, timeline)
 
 

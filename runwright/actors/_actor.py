@@ -58,7 +58,7 @@ from .._exceptions import (
     NonDeterminismError,
     UnknownWorkflowError,
 )
-from ..journal._codec import encode_exception
+from ..journal._codec import encode_error
 from ..journal._events import (
     CANCELLATION_KINDS,
     DEADLINE_CID,
@@ -260,7 +260,7 @@ class RunActor:
             error = outcome.error
         return RunEnd(
             "failed",
-            codec.encode(encode_exception(error)),
+            encode_error(codec, error),
             _type_name(error),
             str(error),
         )

@@ -26,7 +26,7 @@ import anyio
 
 from .._context import StepInfo, current_step
 from .._exceptions import EncodeError, FatalError, JournalError, RetryableError, StepTimeout
-from ..journal._codec import encode_exception
+from ..journal._codec import encode_error
 from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
 from ._commands import StepCommand
@@ -219,4 +219,4 @@ def _journal_fault(error: BaseException | None) -> JournalError | None:
 
 
 def _error_payload(sup: Supervisor, error: BaseException) -> bytes:
-    return sup.codec.encode(encode_exception(error))
+    return encode_error(sup.codec, error)

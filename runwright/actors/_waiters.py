@@ -113,7 +113,7 @@ class Waiters:
             try:
                 row, problem = await self._journal.read(
                     lambda c: (
-                        run_row(c, run_id),
+                        run_row(c, run_id, with_args=False),
                         problem_of(c, run_id) if raise_on_problem else None,
                     )
                 )

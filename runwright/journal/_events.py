@@ -13,6 +13,8 @@ __all__ = [
     "CANCELLATION_KINDS",
     "DEADLINE_CID",
     "RESOLUTION_KINDS",
+    "RUN_ARGS",
+    "RUN_OUTCOME",
     "STREAM_KINDS",
     "Event",
     "Kind",
@@ -91,6 +93,22 @@ AWAITED_KINDS = frozenset(
         Kind.STREAM_APPENDED,
         Kind.STREAM_CLOSED,
     }
+)
+
+
+#: A run's encoded arguments, as a column of a query on ``runs``: they are stored once,
+#: in its ``run_created`` event (the row's ``args``, empty since schema version 3, is
+#: read only if the event is missing).
+RUN_ARGS = (
+    "coalesce((SELECT e.payload FROM events AS e WHERE e.run_id = runs.run_id "
+    "AND e.kind = 'run_created' ORDER BY e.seq LIMIT 1), runs.args)"
+)
+#: A run's encoded outcome (NULL until it ends), as a column of a query on ``runs``: the
+#: payload of the event that ended it.
+RUN_OUTCOME = (
+    "CASE WHEN runs.status IN ('completed', 'failed', 'cancelled') THEN (SELECT e.payload "
+    "FROM events AS e WHERE e.run_id = runs.run_id AND e.kind IN ('run_completed', "
+    "'run_failed', 'run_cancelled') ORDER BY e.seq DESC LIMIT 1) END"
 )
 
 

@@ -10,7 +10,10 @@ added so that the output is always strict JSON:
 * ``{"$f": "inf"}``, ``{"$f": "-inf"}``, ``{"$f": "nan"}``: a non-finite float;
 * ``{"$repr": "..."}``: a value the default codec cannot encode (a custom
   codec's type), shown by its ``repr``; ``{"$undecodable": "..."}``: a
-  stored payload that cannot be read, with why. Neither reads back.
+  stored payload that cannot be read, with why;
+  ``{"$omitted": {"type": "bytes", "size": 50000000}}``: a value over the
+  size limit the caller gave (a ``bytes``, ``bytearray`` or ``str``, or a whole
+  JSON ``value``), left out. None of them reads back.
 
 A stored payload is turned into this form without decoding it
 (:func:`payload_json`): no class it names is imported, so a journal can be
@@ -27,11 +30,14 @@ from typing import Any
 import zstandard
 
 from .._exceptions import DecodeError, EncodeError
-from ._codec import _DECODER, _walk
+from ._codec import segment_size, split_segments
+from ._tagged import _walk
+from ._untag import _DECODER
 
 __all__ = ["from_json", "payload_json", "to_json"]
 
-_FORMATS = {1: "json", 2: "json", 3: "bytes", 4: "bytes", 5: "str", 6: "str"}
+_FORMATS = {1: "value", 2: "value", 3: "bytes", 4: "bytes", 5: "str", 6: "str", 7: "parts"}
+_RAW, _ZSTD = 0, 1
 
 
 def to_json(value: object) -> object:
@@ -47,15 +53,24 @@ def to_json(value: object) -> object:
     return _finite(tree)
 
 
-def payload_json(data: bytes | None) -> object:
-    """A stored payload (what the codec wrote) in the JSON form, without decoding it."""
+def payload_json(data: bytes | None, limit: int | None = None) -> object:
+    """A stored payload (what the codec wrote) in the JSON form, without decoding it.
+
+    With *limit*, a value over that many bytes is not read: it is given as
+    ``{"$omitted": {"type": ..., "size": ...}}``.
+    """
     if data is None:
         return None
     kind = _FORMATS.get(data[0]) if data else None
     if kind is None:
         return {"$undecodable": "not a payload this runwright can read"}
-    body = bytes(data[1:])
     try:
+        if kind == "parts":
+            return _parts_json(data, limit)
+        size = segment_size(_ZSTD if data[0] % 2 == 0 else _RAW, memoryview(data)[1:])
+        if limit is not None and size > limit:
+            return _omitted(kind, size)
+        body = bytes(data[1:])
         if data[0] % 2 == 0:
             body = zstandard.ZstdDecompressor().decompress(body)
         if kind == "bytes":
@@ -64,8 +79,30 @@ def payload_json(data: bytes | None) -> object:
         if kind == "str":
             return text
         return _finite(json.loads(text))
-    except (zstandard.ZstdError, ValueError, RecursionError) as exc:
+    except (zstandard.ZstdError, ValueError, RecursionError, DecodeError) as exc:
         return {"$undecodable": f"{type(exc).__name__}: {exc}"}
+
+
+def _parts_json(data: bytes, limit: int | None) -> object:
+    """A ``0x07`` payload in the JSON form: its binary parts as ``$b``/``$ba`` (or omitted)."""
+    split = split_segments(data)
+    sizes = [segment_size(kind, view) for kind, view in split]
+    if limit is not None and sizes[0] > limit:
+        return _omitted("value", sizes[0])
+    decompress = zstandard.ZstdDecompressor().decompress
+    kind, view = split[0]
+    text = view if kind == _RAW else decompress(view)
+    parts: list[bytes | int] = []
+    for (kind, view), size in zip(split[1:], sizes[1:], strict=True):
+        if limit is not None and size > limit:
+            parts.append(size)
+        else:
+            parts.append(bytes(view) if kind == _RAW else decompress(view))
+    return _finite(json.loads(str(text, "utf-8", "surrogatepass")), parts)
+
+
+def _omitted(kind: str, size: int) -> object:
+    return {"$omitted": {"type": kind, "size": size}}
 
 
 def from_json(tree: object) -> object:
@@ -77,13 +114,23 @@ def from_json(tree: object) -> object:
         raise DecodeError("the JSON form is nested too deeply to decode") from None
 
 
-def _finite(tree: Any) -> Any:
+def _finite(tree: Any, parts: list[bytes | int] | None = None) -> Any:
+    """*tree* with non-finite floats tagged, and binary parts (``$p``, ``$pa``) put
+    in from *parts*: base64, or omitted where *parts* holds only their size."""
     if type(tree) is float:
         return tree if math.isfinite(tree) else {"$f": repr(tree)}
     if type(tree) is list:
-        return [_finite(item) for item in tree]
+        return [_finite(item, parts) for item in tree]
     if type(tree) is dict:
-        return {key: _finite(item) for key, item in tree.items()}
+        if parts is not None and len(tree) == 1:
+            [(tag, index)] = tree.items()
+            if tag in ("$p", "$pa") and type(index) is int and 0 <= index < len(parts):
+                part = parts[index]
+                kind = "bytes" if tag == "$p" else "bytearray"
+                if isinstance(part, int):
+                    return _omitted(kind, part)
+                return {"$b" if tag == "$p" else "$ba": base64.b64encode(part).decode("ascii")}
+        return {key: _finite(item, parts) for key, item in tree.items()}
     return tree
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._events import Event
+from typing import Any
+
+from ._events import RUN_ARGS, RUN_OUTCOME, Event
 from ._rows import RunRow, StepRow, StoredChunk, StreamRow, WaitRow
 from ._tx import Connection
 
@@ -31,9 +33,17 @@ __all__ = [
 ]
 
 _RUN_COLUMNS = (
-    "run_id, workflow, key, status, args, outcome, error_type, error_message, owner, "
-    "lease_expires_at, created_at, updated_at, finished_at"
+    f"run_id, workflow, key, status, {RUN_ARGS}, {RUN_OUTCOME}, error_type, error_message, "
+    "owner, lease_expires_at, created_at, updated_at, finished_at"
 )
+#: The same without the arguments, which may be large and most readers do not need.
+_RUN_COLUMNS_NO_ARGS = _RUN_COLUMNS.replace(f"{RUN_ARGS}, ", "")
+
+
+def _row_without_args(row: Any) -> RunRow:
+    """A run row read with ``_RUN_COLUMNS_NO_ARGS``: its ``args`` are empty."""
+    values: list[Any] = [*row[:4], b"", *row[4:]]
+    return RunRow(*values)
 
 
 def events_of(conn: Connection, run_id: str, after: int = 0) -> list[Event]:
@@ -76,7 +86,13 @@ def runs_after(
     return [RunRow(*row) for row in rows]
 
 
-def run_row(conn: Connection, run_id: str) -> RunRow | None:
+def run_row(conn: Connection, run_id: str, *, with_args: bool = True) -> RunRow | None:
+    """The run's row; without *with_args*, its ``args`` are left empty (not read)."""
+    if not with_args:
+        row = conn.execute(
+            f"SELECT {_RUN_COLUMNS_NO_ARGS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else _row_without_args(row)
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else RunRow(*row)
 
@@ -97,7 +113,7 @@ def list_runs(
     advance (True) or only the others (False); *parent* the children of a run; *since*
     those created at or after it; *after* those listed after the run with that id (the
     last of the previous page), so that pages follow each other with no gap and no
-    repeat."""
+    repeat. Their ``args`` are left empty (not read)."""
     where: list[str] = []
     params: list[object] = []
     equal = (("status", status), ("workflow", workflow), ("key", key), ("parent_run_id", parent))
@@ -117,10 +133,11 @@ def list_runs(
         where.append(exists if stuck else f"NOT {exists}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id LIMIT ?",
+        f"SELECT {_RUN_COLUMNS_NO_ARGS} FROM runs {clause} "
+        "ORDER BY created_at DESC, run_id LIMIT ?",
         (*params, limit),
     ).fetchall()
-    return [RunRow(*row) for row in rows]
+    return [_row_without_args(row) for row in rows]
 
 
 def steps_of(conn: Connection, run_id: str) -> list[StepRow]:

@@ -15,6 +15,17 @@ database server's clock for PostgreSQL (many hosts, whose clocks drift).
 A backend's transactions must be serializable with respect to each other and
 commit in ``seq`` order: the methods read and then write (a key's run, a
 step's row), and readers follow the log by ``seq``.
+
+Every value is stored once, in the event that brought it: a run's arguments
+in its ``run_created`` event, its outcome in its ``run_completed`` /
+``run_failed`` / ``run_cancelled`` event. The ``runs`` row, which leases and
+claims update again and again (SQLite reads a row's blobs on every UPDATE,
+and rewrites them when the row changes size), keeps ``args`` empty and
+``outcome`` NULL since schema version 3; readers take both from the events
+(``RUN_ARGS`` and ``RUN_OUTCOME`` in :mod:`._events`). Journals written
+before kept a copy in the row too; nothing reads it. A child's outcome is
+also copied into its parent's ``child_completed`` event: the two runs are
+pruned separately, and the parent's history must hold what it was given.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
 from .._exceptions import StreamClosed
-from ._events import DEADLINE_CID, RESOLUTION_KINDS, Event, Kind
+from ._events import DEADLINE_CID, RESOLUTION_KINDS, RUN_ARGS, Event, Kind
 from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
@@ -144,7 +155,7 @@ class Tx:
         """
         if key is not None:
             row = self._conn.execute(
-                "SELECT run_id, workflow, args FROM runs WHERE key = ?", (key,)
+                f"SELECT run_id, workflow, {RUN_ARGS} FROM runs WHERE key = ?", (key,)
             ).fetchone()
             if row is not None:
                 return str(row[0]), str(row[1]), bytes(row[2])
@@ -153,13 +164,13 @@ class Tx:
                 "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
                 "created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, rw_now() + ?, ?, ?) "
                 "ON CONFLICT (run_id) DO NOTHING",
-                (run_id, workflow, key, args, owner, lease_seconds, at, at),
+                (run_id, workflow, key, b"", owner, lease_seconds, at, at),
             )
         else:
             cur = self._conn.execute(
                 "INSERT INTO runs (run_id, workflow, key, status, args, created_at, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
-                (run_id, workflow, key, args, at, at),
+                (run_id, workflow, key, b"", at, at),
             )
         if cur.rowcount != 1:
             return run_id, workflow, args
@@ -271,10 +282,10 @@ class Tx:
         error_message: str | None = None,
     ) -> bool:
         cur = self._conn.execute(
-            "UPDATE runs SET status = ?, outcome = ?, error_type = ?, error_message = ?, "
+            "UPDATE runs SET status = ?, error_type = ?, error_message = ?, "
             "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
             f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
-            (status, outcome, error_type, error_message, at, at, run_id),
+            (status, error_type, error_message, at, at, run_id),
         )
         if cur.rowcount != 1:
             return False

@@ -21,6 +21,9 @@ from ._connection import first_line, pg_sql
 __all__ = ["Answer", "PgTx", "Seqs", "Unsent", "WriteConn", "bind", "literal"]
 
 INSERT_EVENTS = "INSERT INTO events (seq, run_id, kind, cid, attempt, name, payload, at) VALUES "
+#: Payloads this large or larger are sent as binary parameters, not literals.
+BINARY_FROM = 64 * 1024
+_INSERT_EVENT_BINARY = INSERT_EVENTS + "(%s, %s, %s, %s, %s, %s, %b, %s)"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -117,6 +120,9 @@ class WriteConn:
     statement (numbered rows need no answer) before anything that could read
     them: a statement naming the events table, a savepoint's end, the commit.
     Events of a request whose savepoint is rolled back are dropped with it.
+    An event whose payload is ``BINARY_FROM`` bytes or more goes in like a
+    stream chunk, as a binary parameter: as a literal it would be built here
+    and parsed there at twice its size (a 50 MB argument: 2.5 s of 2.7 s).
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -135,10 +141,20 @@ class WriteConn:
             self.awaited = True
 
     def flush_events(self) -> None:
-        if self._events:
-            rows = ",".join("(" + ",".join(map(literal, row)) + ")" for row in self._events)
-            self._events = []
+        if not self._events:
+            return
+        events, self._events = self._events, []
+        large = [row for row in events if row[6] is not None and len(row[6]) >= BINARY_FROM]
+        if large:
+            events = [row for row in events if row[6] is None or len(row[6]) < BINARY_FROM]
+        if events:
+            rows = ",".join("(" + ",".join(map(literal, row)) + ")" for row in events)
             self._hold(INSERT_EVENTS + rows, None)
+        if large:
+            self.send()
+            with self.raw.cursor() as cur:
+                cur.executemany(_INSERT_EVENT_BINARY, large)
+            self._delivered = True
 
     def _hold(self, sql: str, parameters: Sequence[Any] | None) -> Answer:
         text = bind(sql, parameters) if parameters else sql

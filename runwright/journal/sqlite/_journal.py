@@ -30,6 +30,7 @@ from ..._exceptions import (
 )
 from .._journal import Journal, _Request
 from .._tx import Tx
+from ._checkpoint import Checkpointer
 from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
 
 __all__ = ["SqliteJournal", "Synchronous", "connect_read_only", "vacuum"]
@@ -180,6 +181,7 @@ class SqliteJournal(Journal):
         self._writer = writer
         self._reader = reader
         self._reader_lock = threading.Lock()
+        self._checkpointer = Checkpointer(path, writer)
 
     @classmethod
     async def open(
@@ -316,10 +318,12 @@ class SqliteJournal(Journal):
             lo, hi = self._run_requests(
                 conn, batch, lambda: _SqliteTx(conn), abort_on=(sqlite3.Error,)
             )
+            self._checkpointer.before_commit()
             # The watcher must not see these events before they are known as ours.
             with self._own_lock:
                 conn.execute("COMMIT")
                 self._mark_own(lo, hi)
+            self._checkpointer.after_commit()
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # SQLite rolled back already
@@ -350,6 +354,7 @@ class SqliteJournal(Journal):
                 raise _translate(exc, self.path, self.busy_timeout) from exc
 
     def _close_sync(self) -> None:
+        self._checkpointer.close()
         with self._reader_lock:
             self._reader.close()
         self._writer.close()

@@ -10,6 +10,12 @@ it, and it is cleared when the run advances again. ``hooks`` holds the live
 hooks only: a token is unique among them and free again once its hook is
 disposed or its run ends.
 
+A run's arguments and outcome are stored once, in its ``run_created`` event
+and the event that ended it; ``runs.args`` (kept empty) and ``runs.outcome``
+(kept NULL) are written only by journals older than version 3, which copied
+both into the row. Every UPDATE of a row reads its large values (a lease
+renewal), and rewrites them when the row changes size (a claim).
+
 ``streams`` and ``stream_chunks`` hold what steps write to a run's named
 streams: one row per stream (how many chunks, how many bytes, whether it was
 closed) and one per chunk, indexed from 0 in commit order. Appending chunks
@@ -28,7 +34,8 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
-SCHEMA_VERSION = 2
+#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``.
+SCHEMA_VERSION = 3
 
 _STREAMS = """
 CREATE TABLE streams (
@@ -76,8 +83,8 @@ CREATE TABLE runs (
     workflow         TEXT NOT NULL,
     key              TEXT UNIQUE,
     status           TEXT NOT NULL,
-    args             BLOB NOT NULL,
-    outcome          BLOB,
+    args             BLOB NOT NULL,  -- empty since version 3: see run_created
+    outcome          BLOB,           -- NULL since version 3: see the run's end event
     error_type       TEXT,
     error_message    TEXT,
     owner            TEXT,
@@ -156,9 +163,11 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
             raise NotARunwrightDatabase(path, "an SQLite database that runwright did not create")
-        elif version == 1:
-            # Version 2 added streams and changed nothing else.
-            _create(conn, _STREAMS)
+        elif version < SCHEMA_VERSION:
+            if version < 2:
+                _create(conn, _STREAMS)  # version 2 added streams and changed nothing else
+            # Version 3 writes run arguments and outcomes in events only; what older
+            # versions copied into runs stays, unread, until the run is pruned.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
