@@ -32,6 +32,9 @@ the actor follows the journal: it reads from its cursor and replays (or lets
 the run go). A hook payload, a cancel or a child's end written elsewhere
 reaches the actor as ``JournalChanged`` and is applied the same way.
 
+What an activation writes is built in :mod:`._writes`; how a fresh actor
+rebuilds its run by replay is :mod:`._replaying`.
+
 A step's attempts belong to a task of its own (:mod:`._attempts`), which
 posts only the final outcome to the actor. The retry budget is counted in
 attempt numbers, but an attempt interrupted by a crash or a shutdown is
@@ -44,6 +47,7 @@ cancels its task's scope.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,12 +57,10 @@ import anyio
 
 from .._exceptions import (
     DecodeError,
-    EncodeError,
     JournalError,
     NonDeterminismError,
     UnknownWorkflowError,
 )
-from ..journal._codec import encode_error
 from ..journal._events import (
     CANCELLATION_KINDS,
     DEADLINE_CID,
@@ -66,8 +68,7 @@ from ..journal._events import (
     Event,
     Kind,
 )
-from ..journal._queries import events_of, steps_of, waits_of
-from ..journal._rows import RunRow, StepRow, WaitRow
+from ..journal._rows import RunRow
 from ..journal._tx import TIMED_OUT, Tx
 from ._attempts import execute
 from ._commands import (
@@ -75,16 +76,12 @@ from ._commands import (
     ChildCommand,
     Command,
     Failure,
-    HookCommand,
-    HookDisposeCommand,
     Outcome,
-    PatchCommand,
-    PublishCommand,
     SleepCommand,
     StepCommand,
     Value,
 )
-from ._history import REPLAY_KINDS, apply_event, read_history, step_error
+from ._history import REPLAY_KINDS, step_error
 from ._interpreter import Interpreter
 from ._messages import (
     CancelRequested,
@@ -95,6 +92,23 @@ from ._messages import (
     RunEnd,
     StepDone,
     TimerDue,
+)
+from ._replaying import (
+    LostOwnership,
+    apply_outcome,
+    rebuild,
+    rebuild_and_resume,
+)
+from ._writes import (
+    end_step,
+    fire_deadline,
+    fire_wait,
+    journal_commands,
+    positions,
+    request_cancel,
+    run_end,
+    wake_at,
+    write_end,
 )
 
 if TYPE_CHECKING:
@@ -109,16 +123,11 @@ _RESOLUTION_KINDS = RESOLUTION_KINDS
 _REPLAY_KINDS = REPLAY_KINDS
 #: New events that decide how an actor catches up with another process's writes.
 _FOLLOWED_KINDS = _REPLAY_KINDS | {Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
-_ENDED_STEP = frozenset({"completed", "failed", "cancelled"})
 _PROBLEM_KINDS: dict[type[Exception], str] = {
     NonDeterminismError: "non_determinism",
     DecodeError: "undecodable_payload",
     UnknownWorkflowError: "unknown_workflow",
 }
-
-
-class _LostOwnership(Exception):
-    """Another process drives the run now (this one's lease expired)."""
 
 
 class _LostClaim(Exception):
@@ -192,89 +201,6 @@ class RunActor:
         self.evict_requested = False
 
     # -- journal writes ----------------------------------------------------------
-
-    def journal_commands(self, tx: Tx, commands: list[Command], at: float) -> None:
-        start = not self.sup.stopping
-        codec = self.sup.codec
-        for command in commands:
-            if isinstance(command, StepCommand):
-                tx.schedule_step(
-                    self.run_id, command.cid, command.name, command.encoded_args, at, start=start
-                )
-            elif isinstance(command, SleepCommand):
-                wake_at = self.wake_at(command, at)
-                tx.create_wait(self.run_id, command.cid, wake_at, codec.encode(wake_at), at)
-            elif isinstance(command, HookCommand):
-                generated = codec.encode(command.generated)
-                tx.create_hook(self.run_id, command.cid, command.token, generated, at)
-            elif isinstance(command, ChildCommand):
-                tx.start_child(
-                    self.run_id,
-                    command.cid,
-                    command.child_id,
-                    command.name,
-                    command.encoded_args,
-                    at,
-                    owner=self.sup.owner,
-                    lease_seconds=self.sup.lease_seconds,
-                )
-                if command.timeout is not None:
-                    deadline = at + command.timeout
-                    tx.set_deadline(command.child_id, deadline, codec.encode(deadline), at)
-            elif isinstance(command, PatchCommand):
-                tx.record_patch(self.run_id, command.cid, command.patch_id, at)
-            elif isinstance(command, PublishCommand):
-                tx.set_event(self.run_id, command.cid, command.key, command.value, at)
-            elif isinstance(command, CancelCommand):
-                if command.kind == "step":
-                    tx.cancel_step(self.run_id, command.cid, at)
-                elif command.kind == "sleep":
-                    tx.cancel_wait(self.run_id, command.cid, at)
-                else:
-                    tx.cancel_child(self.run_id, command.cid, f"{self.run_id}.{command.cid}", at)
-            elif command.cid not in self.disposed_hooks:
-                tx.dispose_hook(self.run_id, command.cid, at)
-
-    @staticmethod
-    def wake_at(command: SleepCommand, at: float) -> float:
-        if command.until is not None:
-            return command.until
-        assert command.seconds is not None
-        return at + command.seconds
-
-    def run_end(self, outcome: Outcome) -> RunEnd:
-        codec = self.sup.codec
-        if self.cancelling:
-            reason = self.cancel_reason
-            return RunEnd("cancelled", codec.encode(reason), error_message=reason)
-        if isinstance(outcome, Value):
-            try:
-                return RunEnd("completed", codec.encode(outcome.value))
-            except EncodeError as exc:
-                error: BaseException = EncodeError(
-                    f"workflow {self.definition.name!r} returned a value that cannot be "
-                    f"encoded: {exc.reason}",
-                    path=exc.path,
-                )
-        else:
-            error = outcome.error
-        return RunEnd(
-            "failed",
-            encode_error(codec, error),
-            _type_name(error),
-            str(error),
-        )
-
-    @staticmethod
-    def write_end(tx: Tx, run_id: str, end: RunEnd, at: float) -> None:
-        tx.finish_run(
-            run_id,
-            end.status,
-            at,
-            outcome=end.outcome,
-            error_type=end.error_type,
-            error_message=end.error_message,
-        )
 
     def remember(self, events: list[Event]) -> None:
         """Add the events this actor just wrote to its replay log."""
@@ -350,7 +276,7 @@ class RunActor:
         delay = 0.05
         while True:
             try:
-                await self._guarded(self._recover)
+                await self._guarded(functools.partial(rebuild_and_resume, self))
                 return
             except JournalError as exc:
                 # The journal logs when writes start failing and when they work again.
@@ -381,7 +307,7 @@ class RunActor:
             await self._apply_mailbox()
         except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
             problem = exc
-        except _LostOwnership:
+        except LostOwnership:
             await self._let_go()
         finally:
             self.activating = False
@@ -392,133 +318,6 @@ class RunActor:
         if problem is not None:
             self.done = True
             await self.sup.stuck(self, _PROBLEM_KINDS[type(problem)], problem)
-
-    async def _recover(self) -> None:
-        """Rebuild a run from its journal: replay, then resume what was in progress.
-
-        New events, steps and waits are read in one snapshot, so the replay
-        and the rows it resumes from agree with each other.
-        """
-        while True:
-            step_rows, wait_rows = await self._catch_up()
-            new = self._replay()
-            if not new or await self._journal_new(new):
-                break
-        steps = {s.cid: s for s in step_rows}
-        waits = {w.cid: w for w in wait_rows}
-        deadline = next((w for w in wait_rows if w.cid == DEADLINE_CID), None)
-        if deadline is not None and deadline.status == "pending" and not self.cancelling:
-            self.set_deadline(deadline.wake_at)
-        for cid, command in sorted(self.pending_commands.items()):
-            if any(c.cid == cid for c in new):
-                continue
-            if isinstance(command, StepCommand):
-                row = steps.get(cid)
-                if row is None or row.status in _ENDED_STEP or cid in self.in_flight:
-                    continue
-                self._start_step(
-                    command,
-                    attempt=row.attempt + 1,
-                    claimed=False,
-                    retry_at=row.retry_at if row.status == "retrying" else None,
-                )
-            else:
-                wait = waits.get(cid)
-                if wait is not None and wait.status == "pending" and cid not in self.waiting:
-                    self.waiting[cid] = wait.wake_at
-                    self.sup.add_timer(wait.wake_at, self.run_id, cid)
-        if self.finishing is not None and not self.in_flight:
-            await self._write([], [], self.sup.clock.now())
-        if self.sup.cache_runs == 0:
-            self.drop_interpreter()
-
-    async def _catch_up(self) -> tuple[list[StepRow], list[WaitRow]]:
-        """Read the run's new events, steps and waits (one snapshot) into the log."""
-        run_id, after = self.run_id, self.cursor
-        events, steps, waits = await self.sup.journal.read(
-            lambda c: (events_of(c, run_id, after), steps_of(c, run_id), waits_of(c, run_id))
-        )
-        self.merge(events)
-        self.drop_interpreter()
-        return steps, waits
-
-    async def _journal_new(self, new: list[Command]) -> bool:
-        """Journal commands a replay issued that the journal lacks, and start them.
-
-        False if another writer recorded commands at those positions first
-        (read the journal again); raises _LostOwnership if the run is no
-        longer this process's.
-        """
-        run_id, owner, at = self.run_id, self.sup.owner, self.sup.clock.now()
-
-        def journal_new(tx: Tx) -> list[Event] | str:
-            _, owned, taken = tx.run_state(run_id, owner, _positions(new)).get()
-            if not owned:
-                return "not owner"
-            if taken:
-                return "taken"
-            self.journal_commands(tx, new, at)
-            return tx.events
-
-        written = await self.sup.journal.write(journal_new)
-        if written == "not owner":
-            raise _LostOwnership
-        if written == "taken":
-            return False
-        assert isinstance(written, list)
-        self.remember(written)
-        self.launch(new, at)
-        return True
-
-    async def _rebuild(self) -> list[Command]:
-        """Replay the body from the log; return commands the journal lacks (normally none)."""
-        if self.log is None:
-            await self.refresh_log()
-        return self._replay()
-
-    def _replay(self) -> list[Command]:
-        assert self.log is not None
-        history = read_history(self.run_id, self.log, self.sup.codec)
-        recorded = history.recorded
-        self.disposed_hooks, self.released = history.disposed_hooks, history.released
-        self.children |= history.children
-        interpreter = self.new_interpreter(recorded, history.tokens)
-        self.interpreter = interpreter
-        issued: dict[int, Command] = {}
-        disposals: list[HookDisposeCommand] = []
-
-        cancels: list[CancelCommand] = []
-
-        def collect(commands: list[Command]) -> None:
-            for command in commands:
-                if isinstance(command, HookDisposeCommand):
-                    disposals.append(command)
-                elif isinstance(command, CancelCommand):
-                    cancels.append(command)
-                else:
-                    issued[command.cid] = command
-
-        collect(interpreter.start())
-        for event in self.log:
-            if event.kind in _RESOLUTION_KINDS:
-                collect(self._apply_event(interpreter, event))
-        self.sup.touch(self)
-        if interpreter.outcome is not None and self.finishing is None:
-            self.finishing = interpreter.outcome
-        self.pending_commands = {cid: issued[cid] for cid in interpreter.pending if cid in issued}
-        new: list[Command] = [c for cid, c in sorted(issued.items()) if cid not in recorded]
-        new += [d for d in disposals if d.cid not in self.disposed_hooks]
-        return new + [c for c in cancels if c.cid not in self.released]
-
-    def _apply_event(self, interpreter: Interpreter, event: Event) -> list[Command]:
-        """Apply one journaled outcome to *interpreter*; return the commands that follow."""
-        if event.kind == Kind.CANCEL_REQUESTED:
-            self.cancelling, self.cancel_reason = True, event.name
-        return apply_event(interpreter, event, self.sup.codec, self._result_of)
-
-    def _result_of(self, event: Event) -> Any:
-        assert event.payload is not None
-        return self.sup.hydration.get(event.seq, event.payload, self.sup.codec.decode)
 
     def notify_children(self) -> None:
         """Children run here see the cancel the parent's write recorded for them."""
@@ -568,7 +367,7 @@ class RunActor:
         # the interpreter had not applied yet (a hook conflict after a start).
         commands: list[Command] = []
         if self.interpreter is None and self.finishing is None:
-            commands += await self._rebuild()
+            commands += await rebuild(self)
         interpreter = self.interpreter
         ends: list[Callable[[Tx], object]] = []
         resolved: list[tuple[int, object, int]] = []
@@ -576,13 +375,13 @@ class RunActor:
             if isinstance(message, HooksConflicted):
                 if interpreter is not None and self.finishing is None:
                     for event in message.events:
-                        commands += self._apply_event(interpreter, event)
+                        commands += apply_outcome(self, interpreter, event)
                 continue
             if isinstance(message, StepDone):
                 self.in_flight.pop(message.cid, None)
                 if message.cid in self.released:
                     continue  # it finished as it was cancelled: the cancel stands
-                ends.append(_end_step(self.run_id, message, at))
+                ends.append(end_step(self.run_id, message, at))
                 if message.ok:
                     value = self.sup.codec.decode(message.payload)
                     resolved.append((message.cid, value, len(message.payload)))
@@ -595,16 +394,16 @@ class RunActor:
                 if message.cid == DEADLINE_CID:
                     # The run's timeout: a cancel, asked for by the clock.
                     if not self.cancelling:
-                        ends.append(_fire_deadline(self.run_id, at))
+                        ends.append(fire_deadline(self.run_id, at))
                         if interpreter is not None and self.finishing is None:
                             commands += self._cancel(interpreter, at, TIMED_OUT)
                     continue
-                ends.append(_fire_wait(self.run_id, message.cid, at))
+                ends.append(fire_wait(self.run_id, message.cid, at))
                 outcome = Value(None)
             elif isinstance(message, CancelRequested):
                 if self.cancelling:
                     continue
-                ends.append(_request_cancel(self.run_id, at))
+                ends.append(request_cancel(self.run_id, at))
                 if interpreter is not None and self.finishing is None:
                     commands += self._cancel(interpreter, at, None)
                 continue
@@ -644,7 +443,7 @@ class RunActor:
             ends, commands, resolved = [], [], []
             for event in events:
                 if event.kind == Kind.HOOK_CONFLICT and self.finishing is None:
-                    commands += self._apply_event(interpreter, event)
+                    commands += apply_outcome(self, interpreter, event)
         if self.sup.cache_runs == 0 or self.evict_requested:
             self.drop_interpreter()
 
@@ -656,7 +455,7 @@ class RunActor:
             return await self._write(ends, commands, at)
         except _LostClaim:
             await self.follow_journal()
-        except _LostOwnership:
+        except LostOwnership:
             await self._let_go()
         return None
 
@@ -711,7 +510,7 @@ class RunActor:
         commands: list[Command] = []
         for event in fresh:
             if self.finishing is None:
-                commands += self._apply_event(interpreter, event)
+                commands += apply_outcome(self, interpreter, event)
         await self._write_all(interpreter, [], commands, [], self.sup.clock.now())
         return True
 
@@ -723,14 +522,14 @@ class RunActor:
         if row is not None and row.status in ("completed", "failed", "cancelled"):
             self._ended_elsewhere(row)
             return
-        await self._recover()
+        await rebuild_and_resume(self)
 
     async def _write(
         self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
     ) -> list[Event]:
         end = None
         if self.finishing and not self._steps_left(commands):
-            end = self.run_end(self.finishing)
+            end = run_end(self, self.finishing)
         run_id = self.run_id
 
         owner, known = self.sup.owner, self.resolved_through
@@ -741,21 +540,21 @@ class RunActor:
             # without them would not replay: follow the journal instead.
             # The check sees the journal before the outcomes below are written;
             # its answer may travel with theirs.
-            state = tx.run_state(run_id, owner, _positions(commands))
+            state = tx.run_state(run_id, owner, positions(commands))
             # A step's outcome is recorded whoever drives the run (its claim
             # decides); what follows from it only by the run's owner.
             won = [op(tx) for op in ends]
             latest, owned, taken = state.get()
             foreign = latest > known
             if not owned:
-                return tx.events, _LostOwnership
+                return tx.events, LostOwnership
             if foreign or taken or not all(won):
                 # The outcomes that won are kept; the commands were derived
                 # from all of them, so none is written.
                 return tx.events, _LostClaim
-            self.journal_commands(tx, commands, at)
+            journal_commands(self, tx, commands, at)
             if end is not None:
-                self.write_end(tx, run_id, end, at)
+                write_end(tx, run_id, end, at)
             return tx.events, None
 
         events, lost = await self.sup.journal.write(apply)
@@ -796,9 +595,9 @@ class RunActor:
                 if not self.sup.stopping:
                     self._start_step(command, attempt=1, claimed=True)
             elif isinstance(command, SleepCommand):
-                wake_at = self.wake_at(command, at)
-                self.waiting[command.cid] = wake_at
-                self.sup.add_timer(wake_at, self.run_id, command.cid)
+                when = wake_at(command, at)
+                self.waiting[command.cid] = when
+                self.sup.add_timer(when, self.run_id, command.cid)
             elif isinstance(command, ChildCommand):
                 self.children.add(command.child_id)
                 self.sup.adopt(command.child_id)
@@ -834,35 +633,3 @@ class RunActor:
         scope = anyio.CancelScope()
         self.in_flight[command.cid] = scope
         self.sup.spawn(execute, self, command, scope, attempt, claimed, retry_at)
-
-
-def _positions(commands: list[Command]) -> list[int]:
-    """The positions *commands* would take (a disposal or a cancel names an existing one)."""
-    return [c.cid for c in commands if not isinstance(c, HookDisposeCommand | CancelCommand)]
-
-
-def _type_name(error: BaseException) -> str:
-    cls = type(error)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], object]:
-    if message.ok:
-        return lambda tx: tx.complete_step(
-            run_id, message.cid, message.name, message.attempt, message.payload, at
-        )
-    return lambda tx: tx.fail_step(
-        run_id, message.cid, message.name, message.attempt, message.payload, at
-    )
-
-
-def _request_cancel(run_id: str, at: float) -> Callable[[Tx], object]:
-    return lambda tx: tx.request_cancel(run_id, at) == "requested"
-
-
-def _fire_deadline(run_id: str, at: float) -> Callable[[Tx], object]:
-    return lambda tx: tx.fire_deadline(run_id, at) == "requested"
-
-
-def _fire_wait(run_id: str, cid: int, at: float) -> Callable[[Tx], object]:
-    return lambda tx: tx.fire_wait(run_id, cid, at)

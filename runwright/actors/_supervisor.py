@@ -62,6 +62,7 @@ from ._messages import (
 )
 from ._slots import StepSlots
 from ._waiters import Waiters
+from ._writes import journal_commands, run_end, write_end
 
 __all__ = ["Supervisor"]
 
@@ -235,7 +236,7 @@ class Supervisor:
             commands = interpreter.start()
             if interpreter.outcome is not None:
                 actor.finishing = interpreter.outcome
-                end = actor.run_end(interpreter.outcome)
+                end = run_end(actor, interpreter.outcome)
 
         def create(tx: Tx) -> tuple[tuple[str, str, bytes] | None, list[Any]]:
             existing = tx.create_run(
@@ -251,9 +252,9 @@ class Supervisor:
                 return existing, []
             if deadline is not None:
                 tx.set_deadline(run_id, deadline, self.codec.encode(deadline), at)
-            actor.journal_commands(tx, commands, at)
+            journal_commands(actor, tx, commands, at)
             if end is not None:
-                RunActor.write_end(tx, run_id, end, at)
+                write_end(tx, run_id, end, at)
             return None, tx.events
 
         existing, events = await self._write_patiently(create)
