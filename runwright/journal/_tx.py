@@ -33,9 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
-from .._exceptions import StreamClosed
 from ._events import DEADLINE_CID, RESOLUTION_KINDS, RUN_ARGS, Event, Kind
-from ._rows import ChunkRow
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
 
 __all__ = ["TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
@@ -68,7 +66,7 @@ _RUN_FINISH_FROM = {
 }
 _STEP_START_FROM = _in(sources(STEP_TRANSITIONS, "running"))
 _STEP_CANCEL_FROM = _in(sources(STEP_TRANSITIONS, "cancelled"))
-_ENDED_RUN = ("completed", "failed", "cancelled")
+ENDED_RUN = ("completed", "failed", "cancelled")
 #: Every table that holds rows of a run, the runs table last.
 _RUN_TABLES = (
     "events",
@@ -108,6 +106,11 @@ class Tx:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.events: list[Event] = []
+
+    @property
+    def conn(self) -> Connection:
+        """The connection this transaction runs on (for the journal's own write modules)."""
+        return self._conn
 
     def append(
         self,
@@ -373,7 +376,7 @@ class Tx:
         written into its parent's events) or while its parent has not ended.
         """
         run_ids: list[str] = []
-        for status in (s for s in _ENDED_RUN if s in statuses):
+        for status in (s for s in ENDED_RUN if s in statuses):
             # One status at a time, through the (status, created_at) index, in no
             # particular order (no sort of every candidate): the scan stops at the limit.
             rows = self._conn.execute(
@@ -541,7 +544,7 @@ class Tx:
         row = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return "unknown"
-        if row[0] in _ENDED_RUN:
+        if row[0] in ENDED_RUN:
             return "ended"
         self.append(run_id, Kind.MESSAGE_SENT, at, name=topic, payload=payload)
         return "sent"
@@ -590,81 +593,3 @@ class Tx:
         return self.request_cancel(child_id, at)
 
     # -- streams ------------------------------------------------------------------
-
-    def append_chunks(
-        self,
-        run_id: str,
-        name: str,
-        chunks: Sequence[ChunkRow],
-        at: float,
-        *,
-        close: bool = False,
-    ) -> int:
-        """Append *chunks* to a run's stream (closing it after them with *close*).
-
-        Returns the index the first chunk got. Raises :class:`StreamClosed`,
-        writing nothing, if there are chunks and the stream was closed or the
-        run has ended (closing a closed stream is harmless).
-        """
-        status = self._conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,))
-        row = status.fetchone()
-        if row is None:
-            raise StreamClosed(run_id, name, "belongs to no run")
-        stream = self._conn.execute(
-            "SELECT chunks, closed_at FROM streams WHERE run_id = ? AND name = ?", (run_id, name)
-        ).fetchone()
-        if not chunks:  # only a close: harmless on a closed stream or an ended run
-            if close and row[0] not in _ENDED_RUN:
-                self.close_stream(run_id, name, at)
-            return 0 if stream is None else int(stream[0])
-        if row[0] in _ENDED_RUN:
-            raise StreamClosed(run_id, name, f"belongs to a run that {row[0]}")
-        if stream is None:
-            first = 0
-            self._conn.execute(
-                "INSERT INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
-                "VALUES (?, ?, 0, 0, ?, ?)",
-                (run_id, name, at, at),
-            )
-        elif stream[1] is not None:
-            raise StreamClosed(run_id, name, "was closed")
-        else:
-            first = int(stream[0])
-        self._conn.executemany(
-            "INSERT INTO stream_chunks (run_id, name, idx, format, size, writer, attempt, "
-            "at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (run_id, name, first + i, c.format, c.size, c.writer, c.attempt, at, c.data)
-                for i, c in enumerate(chunks)
-            ],
-        )
-        last = first + len(chunks) - 1
-        self._conn.execute(
-            "UPDATE streams SET chunks = ?, bytes = bytes + ?, updated_at = ? "
-            "WHERE run_id = ? AND name = ?",
-            (last + 1, sum(c.size for c in chunks), at, run_id, name),
-        )
-        self.append(run_id, Kind.STREAM_APPENDED, at, name=name, payload=f"{first}-{last}".encode())
-        if close:
-            self._close_stream(run_id, name, at)
-        return first
-
-    def close_stream(self, run_id: str, name: str, at: float) -> bool:
-        """Close a run's stream; False if it was closed already (closing twice is harmless)."""
-        self._conn.execute(
-            "INSERT INTO streams (run_id, name, chunks, bytes, created_at, updated_at) "
-            "VALUES (?, ?, 0, 0, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, name, at, at),
-        )
-        return self._close_stream(run_id, name, at)
-
-    def _close_stream(self, run_id: str, name: str, at: float) -> bool:
-        cur = self._conn.execute(
-            "UPDATE streams SET closed_at = ?, updated_at = ? "
-            "WHERE run_id = ? AND name = ? AND closed_at IS NULL",
-            (at, at, run_id, name),
-        )
-        if cur.rowcount != 1:
-            return False
-        self.append(run_id, Kind.STREAM_CLOSED, at, name=name)
-        return True

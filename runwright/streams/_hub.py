@@ -56,6 +56,7 @@ from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
 from ..journal._queries import chunks_from, run_status, stream_row, streams_of
 from ..journal._rows import ChunkRow, StoredChunk, StreamRow
+from ..journal._stream_tx import append_chunks
 from ..journal._tx import Tx
 from ._chunks import (
     BYTES,
@@ -466,7 +467,7 @@ def _append(
 ) -> Callable[[Tx], int]:
     def append(tx: Tx) -> int:
         packed = _pack_all(batch) if rows is None else rows
-        return tx.append_chunks(run_id, name, packed, at, close=close)
+        return append_chunks(tx, run_id, name, packed, at, close=close)
 
     return append
 
