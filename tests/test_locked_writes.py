@@ -51,6 +51,14 @@ async def two_gated() -> list[str]:
     return [first, second]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_gates() -> None:
+    """Each test starts with no step run and both gates closed."""
+    ran.clear()
+    gates.clear()
+    gates.update(first=anyio.Event(), second=anyio.Event())
+
+
 @contextmanager
 def locked(db_path: Path) -> Iterator[None]:
     """Another process holds the SQLite file's write lock."""
@@ -113,9 +121,6 @@ async def until(predicate: Callable[[], bool]) -> None:
 async def test_a_locked_write_is_retried_and_loses_nothing(
     make_runtime: Callable[..., rw.Runtime], db_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     async with make_runtime(busy_timeout=0.05) as runtime:
         handle = await runtime.start(two_gated)
         await until(lambda: ran["first"] == 1)
@@ -132,9 +137,6 @@ async def test_a_locked_write_is_retried_and_loses_nothing(
 async def test_a_cancel_made_while_the_database_is_locked_still_lands(
     make_runtime: Callable[..., rw.Runtime], db_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     gates["first"].set()
     async with make_runtime(busy_timeout=0.05) as runtime:
         handle = await runtime.start(two_gated)
@@ -152,9 +154,6 @@ async def test_a_cancel_made_while_the_database_is_locked_still_lands(
 async def test_a_write_waits_for_another_sessions_write_lock_and_loses_nothing(
     make_runtime: Callable[..., rw.Runtime], db_path: str, caplog: pytest.LogCaptureFixture
 ):
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     async with make_runtime() as runtime:
         handle = await runtime.start(two_gated)
         await until(lambda: ran["first"] == 1)
@@ -178,9 +177,6 @@ async def test_a_write_waits_for_another_sessions_write_lock_and_loses_nothing(
 async def test_a_cancel_made_while_another_session_holds_the_write_lock_still_lands(
     make_runtime: Callable[..., rw.Runtime], db_path: str
 ):
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     gates["first"].set()
     cancelled = anyio.Event()
 
@@ -220,9 +216,6 @@ async def test_a_runtime_closes_in_time_while_the_journal_is_locked(
 ):
     """Closing ends within shutdown_grace and a second however long the lock is held;
     the step whose outcome could not be written is redone by the next runtime."""
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     grace = 0.5
     runtime = make_runtime(shutdown_grace=grace, lease_seconds=1.0)
     await runtime.__aenter__()
@@ -251,9 +244,6 @@ async def test_calls_honour_a_cancel_scope_while_the_journal_is_locked(
     make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     """A write that waits for the lock can be given up on; reads do not wait at all."""
-    ran.clear()
-    gates.clear()
-    gates.update(first=anyio.Event(), second=anyio.Event())
     async with make_runtime(busy_timeout=30.0) as runtime:
         handle = await runtime.start(two_gated)
         await until(lambda: ran["first"] == 1)

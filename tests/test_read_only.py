@@ -76,22 +76,19 @@ def _check(report: dict[str, dict[str, object]], path: Path, cause: str, run_id:
         assert "not a runwright journal" not in str(report[command]["err"])
 
 
-async def test_a_read_only_file(shared_dir: Path, anyio_backend: str):
+@pytest.mark.parametrize(
+    ("what", "mode", "cause"),
+    [("file", 0o444, "read-only file"), ("directory", 0o555, "read-only directory")],
+)
+async def test_a_read_only_file_or_directory(
+    shared_dir: Path, anyio_backend: str, what: str, mode: int, cause: str
+):
     path, run_id = await _journal(shared_dir)
     for name in (shared_dir, path):
         _give(name)
-    os.chmod(path, 0o444)
+    os.chmod(path if what == "file" else shared_dir, mode)
     report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
-    _check(report, path, "read-only file", run_id)
-
-
-async def test_a_read_only_directory(shared_dir: Path, anyio_backend: str):
-    path, run_id = await _journal(shared_dir)
-    for name in (shared_dir, path):
-        _give(name)
-    os.chmod(shared_dir, 0o555)
-    report = await anyio.to_thread.run_sync(_as_user, anyio_backend, path, run_id)
-    _check(report, path, "read-only directory", run_id)
+    _check(report, path, cause, run_id)
 
 
 async def test_a_read_only_mount(small_mount: Path, anyio_backend: str):

@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import pytest
 import worker_flows
 from conftest import query_journal
 
@@ -246,3 +248,12 @@ async def results(handles: list[rw.RunHandle[int]], timeout: float) -> list[int]
 
 def expected(count: int) -> list[int]:
     return [worker_flows.expected(i) for i in range(count)]
+
+
+@pytest.fixture(name="workers")
+def workers_fixture(db_path: Path | str, tmp_path: Path, anyio_backend: str) -> Iterator[Workers]:
+    """Worker processes on the test's journal and on the same event loop library as
+    the test's client (test modules import this fixture)."""
+    pool = Workers(db_path, tmp_path, anyio_backend)
+    yield pool
+    pool.stop()

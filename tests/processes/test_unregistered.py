@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -16,17 +15,10 @@ import runwright as rw
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))  # late_flows, harness
-from harness import Workers
+from harness import Workers, workers_fixture  # noqa: F401 (the `workers` fixture)
 from late_flows import greet
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def workers(db_path: Path | str, tmp_path: Path, anyio_backend: str) -> Iterator[Workers]:
-    pool = Workers(db_path, tmp_path, anyio_backend)
-    yield pool
-    pool.stop()
 
 
 async def test_a_run_no_worker_knows_is_stuck_until_one_that_does_starts(

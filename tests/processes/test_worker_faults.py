@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -19,19 +18,12 @@ import runwright as rw
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))  # worker_flows, harness
 from conftest import query_journal
-from harness import Workers
+from harness import Workers, workers_fixture  # noqa: F401 (the `workers` fixture)
 from worker_flows import expected, five
 
 pytestmark = pytest.mark.anyio
 
 GRACE = 10.0  # the worker's default shutdown_grace
-
-
-@pytest.fixture
-def workers(db_path: Path | str, tmp_path: Path, anyio_backend: str) -> Iterator[Workers]:
-    pool = Workers(db_path, tmp_path, anyio_backend)
-    yield pool
-    pool.stop()
 
 
 async def test_sigterm_stops_a_worker_whose_writes_fail_and_nothing_is_lost(

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -36,18 +35,10 @@ from harness import (
     ledger,
     results,
     start_runs,
+    workers_fixture,  # noqa: F401 (the `workers` fixture)
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def workers(db_path: Path | str, tmp_path: Path, anyio_backend: str) -> Iterator[Workers]:
-    """Worker processes on the test's journal and on the same event loop library as
-    the test's client."""
-    pool = Workers(db_path, tmp_path, anyio_backend)
-    yield pool
-    pool.stop()
 
 
 async def test_four_workers_share_their_runs(workers: Workers, journal_backend: str):
