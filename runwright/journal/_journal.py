@@ -401,8 +401,8 @@ class Journal:
         await anyio.to_thread.run_sync(self._close_sync)
 
 
-async def _join(threads: list[threading.Thread], path: str, deadline: float) -> bool:
-    """Wait for *threads* until *deadline* (``time.monotonic()``); whether all ended.
+async def _join(threads: list[threading.Thread], path: str, deadline: float) -> None:
+    """Wait for *threads* until *deadline* (``time.monotonic()``).
 
     A thread stuck in a database call (a server gone silent, a lock held by
     another process) is left to finish on its own, as a daemon, and named:
@@ -410,10 +410,11 @@ async def _join(threads: list[threading.Thread], path: str, deadline: float) -> 
     """
     for thread in threads:
         await anyio.to_thread.run_sync(thread.join, max(0.0, deadline - time.monotonic()))
-    left = [thread.name for thread in threads if thread.is_alive()]
-    for name in left:
-        log.warning("runwright: %s: %s is still inside a database call; left to it", path, name)
-    return not left
+    for thread in threads:
+        if thread.is_alive():
+            log.warning(
+                "runwright: %s: %s is still inside a database call; left to it", path, thread.name
+            )
 
 
 def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:
