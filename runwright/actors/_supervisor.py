@@ -111,8 +111,8 @@ class Supervisor:
         self.hot: OrderedDict[str, RunActor] = OrderedDict()
         self.stuck_runs: dict[str, str] = {}
         self._running_steps = 0
-        self._steps_idle = anyio.Event()
-        self._steps_idle.set()
+        #: Made only while stop() waits for running steps (not one per step).
+        self._steps_idle: anyio.Event | None = None
         self._timers: list[tuple[float, str, int]] = []
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_deadline = math.inf
@@ -144,7 +144,9 @@ class Supervisor:
         """Stop starting steps, wait up to *grace* seconds for running ones, stop every actor."""
         self.stopping = True
         with anyio.move_on_after(grace):
-            await self._steps_idle.wait()
+            if self._running_steps:
+                self._steps_idle = anyio.Event()
+                await self._steps_idle.wait()
             # Let actors journal what the last steps returned before they stop
             # (not while the journal refuses writes: what they hold is redone on
             # the next start).
@@ -558,12 +560,10 @@ class Supervisor:
 
     def step_started(self) -> None:
         self._running_steps += 1
-        if self._steps_idle.is_set():
-            self._steps_idle = anyio.Event()
 
     def step_finished(self) -> None:
         self._running_steps -= 1
-        if self._running_steps == 0:
+        if self._running_steps == 0 and self._steps_idle is not None:
             self._steps_idle.set()
 
     # -- timers --------------------------------------------------------------------
