@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
-import attrs
 from anyio.abc import TaskStatus
 
 from .._exceptions import JournalError
@@ -56,14 +55,20 @@ log = logging.getLogger("runwright")
 ForeignEvents = list[tuple[int, str, str]]
 
 
-@attrs.define
 class _Request:
-    fn: Callable[[Tx], Any]
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    result: Any = None
-    error: BaseException | None = None
-    #: Its caller stopped waiting (cancelled): not made unless its transaction had begun.
-    abandoned: bool = False
+    """One write: *fn*, and *done*, what its caller waits on (an asyncio future or a
+    trio event, whichever the loop is: anyio's portable Event costs several times
+    more per write)."""
+
+    __slots__ = ("abandoned", "done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Tx], Any], done: Any) -> None:
+        self.fn = fn
+        self.done = done
+        self.result: Any = None
+        self.error: BaseException | None = None
+        #: Its caller stopped waiting (cancelled): not made unless its transaction had begun.
+        self.abandoned = False
 
 
 class Journal:
@@ -100,6 +105,9 @@ class Journal:
         #: connections (a writer stuck past shutdown closes them when it gets out).
         self._writer_running = False
         self._close_on_exit = False
+        #: How a write's completion is made and signalled on this event loop.
+        self._new_done: Callable[[], Any] | None = None
+        self._set_done: Callable[[Any], object] = _set_future
 
     # -- what a backend provides ----------------------------------------------------
 
@@ -134,10 +142,16 @@ class Journal:
         """
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
-        request = _Request(fn)
+        if self._new_done is None:
+            self._new_done, self._set_done = _completions()
+        done = self._new_done()
+        request = _Request(fn, done)
         self._queue.put(request)
         try:
-            await request.done.wait()
+            if self._new_done is _new_trio_event:
+                await done.wait()
+            else:
+                await done
         except BaseException:
             request.abandoned = True
             raise
@@ -273,7 +287,7 @@ class Journal:
                 self._commit(batch)
                 self.batches += 1
                 self.writes += len(batch)
-                _wake(call_soon, [request.done.set for request in batch])
+                _wake_writes(call_soon, self._set_done, [request.done for request in batch])
             # Hold nothing of this batch (its stream chunks may be large) while waiting.
             del first, batch
             more = None
@@ -441,6 +455,43 @@ def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
 
         return trio.lowlevel.current_trio_token().run_sync_soon
     return loop.call_soon_threadsafe
+
+
+def _completions() -> tuple[Callable[[], Any], Callable[[Any], object]]:
+    """How to make a write's completion, and to signal it, on the running loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _new_trio_event, _set_trio_event
+    return loop.create_future, _set_future
+
+
+def _new_trio_event() -> Any:
+    import trio  # no asyncio loop runs this thread: anyio is on trio
+
+    return trio.Event()
+
+
+def _set_trio_event(event: Any) -> None:
+    event.set()
+
+
+def _set_future(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled: its caller stopped waiting
+        future.set_result(None)
+
+
+def _wake_writes(
+    call_soon: Callable[[Callable[[], object]], object],
+    set_done: Callable[[Any], object],
+    dones: list[Any],
+) -> None:
+    def run_all() -> None:
+        for done in dones:
+            set_done(done)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
+        call_soon(run_all)
 
 
 def _wake(
