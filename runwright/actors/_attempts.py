@@ -164,6 +164,8 @@ async def _attempt(
                         await streams.settle()
                     except JournalError as fault:
                         raise fault from exc
+                    except Exception:
+                        pass  # a stream error of another kind: the step's own error stands
             raise
         except BaseException:
             if streams.touched:
