@@ -1,12 +1,12 @@
 """Fault injection for journal tests: make chosen write transactions fail.
 
-:class:`FaultPlan` counts every write transaction the journals of this
-process attempt (both backends: it wraps their ``_commit``) and fails the
-ones it is told to, before anything of them reaches the database, as a
+:class:`FaultPlan` counts every write transaction the journals of one
+backend attempt in this process (it wraps the backend's ``_commit``) and
+fails the ones it is told to, before anything of them reaches the database, as a
 transaction that rolled back: each write of the batch gets
 :class:`rw.JournalFull`. Worker processes install one from the environment
-(``RW_FAULT_FROM=N``: every transaction from the N-th on fails) with
-:func:`install_from_environment`.
+(``RW_FAULT_FROM=N``: every transaction from the N-th on fails, of journals
+like ``RW_FAULT_DB``) with :func:`install_from_environment`.
 """
 
 from __future__ import annotations
