@@ -77,13 +77,14 @@ async def execute(
                     break
             claimed = False
             ok, payload, error_or_none = await _attempt(actor, command, attempt)
-            if not ok and _journal_fault(error_or_none) is not None:
+            fault = None if ok else _journal_fault(error_or_none)
+            if fault is not None:
                 log.info(
                     "run %s step %s attempt %d abandoned: the journal failed under it: %s",
                     run_id,
                     name,
                     attempt,
-                    _journal_fault(error_or_none),
+                    fault,
                 )
                 attempt += 1
                 await sup.journal.backoff(fault_delay)
