@@ -284,13 +284,14 @@ class Tx:
         error_type: str | None = None,
         error_message: str | None = None,
     ) -> bool:
-        cur = self._conn.execute(
+        parent = self._conn.execute(
             "UPDATE runs SET status = ?, error_type = ?, error_message = ?, "
             "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
-            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
+            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]} "
+            "RETURNING parent_run_id, parent_cid",
             (status, error_type, error_message, at, at, run_id),
-        )
-        if cur.rowcount != 1:
+        ).fetchone()
+        if parent is None:
             return False
         kind = {
             "completed": Kind.RUN_COMPLETED,
@@ -304,10 +305,7 @@ class Tx:
             (run_id,),
         )
         self._conn.execute("DELETE FROM hooks WHERE run_id = ?", (run_id,))
-        parent = self._conn.execute(
-            "SELECT parent_run_id, parent_cid FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        if parent is not None and parent[0] is not None:
+        if parent[0] is not None:
             # The parent learns through its own journal, in the same transaction.
             self.append(
                 str(parent[0]), Kind.CHILD_COMPLETED, at, cid=int(parent[1]), name=status,
