@@ -412,14 +412,22 @@ class Tx:
     def schedule_step(
         self, run_id: str, cid: int, name: str, args: bytes, at: float, *, start: bool
     ) -> None:
-        """Record a step the workflow asked for; with *start*, claim its first attempt too."""
+        """Record a step the workflow asked for; with *start*, claim its first attempt too.
+
+        A first attempt claimed with the step is told by the ``step_scheduled``
+        event's attempt (1), not by a ``step_started`` event of its own: one event
+        fewer per step. Later attempts, and a first one claimed later (a step
+        scheduled while the runtime stopped), each have their ``step_started``.
+        """
+        attempt = 1 if start else 0
         self._conn.execute(
             "INSERT INTO steps (run_id, cid, name, status, attempt) VALUES (?, ?, ?, ?, ?)",
-            (run_id, cid, name, "running" if start else "scheduled", 1 if start else 0),
+            (run_id, cid, name, "running" if start else "scheduled", attempt),
         )
-        self.append(run_id, Kind.STEP_SCHEDULED, at, cid=cid, name=name, payload=args)
-        if start:
-            self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=1, name=name)
+        self.append(
+            run_id, Kind.STEP_SCHEDULED, at, cid=cid, attempt=attempt or None, name=name,
+            payload=args,
+        )  # fmt: skip
 
     def start_attempt(self, run_id: str, cid: int, name: str, attempt: int, at: float) -> bool:
         """Claim *attempt* of a step: wins only if the step is still at ``attempt - 1``."""
