@@ -44,6 +44,7 @@ import zoneinfo
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import attrs
 
 from ._clock import Clock
@@ -197,7 +198,12 @@ class Scheduler:
                     )
                 now = self.clock.now()
                 if row.workflow == definition.name:
-                    spec = _spec(row)
+                    if (row.cron, row.timezone, row.catch_up) != (
+                        spec.cron,
+                        spec.timezone,
+                        spec.catch_up,
+                    ):  # another process declared it since: its time zone may need loading
+                        spec = await anyio.to_thread.run_sync(_spec, row)
                     if not row.paused:
                         await self._fire_due(spec, definition, row, now, began)
                 elif not foreign:
@@ -264,6 +270,11 @@ class Scheduler:
         return True
 
 
+def _row_and_zone(conn: Any, name: str) -> tuple[ScheduleRow, zoneinfo.ZoneInfo] | None:
+    row = schedule_row(conn, name)
+    return None if row is None else (row, zoneinfo.ZoneInfo(row.timezone))
+
+
 async def start_schedules(supervisor: Supervisor, clock: Clock) -> None:
     """Record this process's schedules in the journal and start firing them (in the
     supervisor's task group, which shutdown cancels)."""
@@ -279,8 +290,8 @@ async def start_schedules(supervisor: Supervisor, clock: Clock) -> None:
 
 
 async def list_schedules(journal: Journal, now: float) -> list[ScheduleInfo]:
-    rows = await journal.read(schedule_rows)
-    return [ScheduleInfo.from_row(row, now) for row in rows]
+    # Off the event loop: a time zone may have to be loaded from disk.
+    return await journal.read(lambda c: [ScheduleInfo.from_row(r, now) for r in schedule_rows(c)])
 
 
 async def pause(journal: Journal, name: str, paused: bool, at: float) -> None:
@@ -291,10 +302,11 @@ async def pause(journal: Journal, name: str, paused: bool, at: float) -> None:
 async def trigger(supervisor: Supervisor, codec: Codec, name: str, at: float) -> str:
     """Start a run of schedule *name* for the time *at*; return its id."""
     journal = supervisor.journal
-    row = await journal.read(lambda c: schedule_row(c, name))
-    if row is None:
+    found = await journal.read(lambda c: _row_and_zone(c, name))
+    if found is None:
         raise ScheduleNotFound(name)
-    tick = dt.datetime.fromtimestamp(at, zoneinfo.ZoneInfo(row.timezone))
+    row, zone = found
+    tick = dt.datetime.fromtimestamp(at, zone)
     key = trigger_key(name, at)
     try:
         definition = lookup_workflow(row.workflow)
