@@ -5,13 +5,17 @@ trigger work from the API."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
 import pytest
+from conftest import query_journal
 
 import runwright as rw
 from runwright._schedule import declared_schedules, forget_schedule
@@ -278,3 +282,48 @@ async def test_hourly_ticks_through_the_autumn_transition_start_25_runs(
     assert hours[-1] == "01 00:00+0100"
     assert [t.fold for t in seen[1:3]] == [0, 1]  # the repeated hour, each time as it was
     assert ran == [t.isoformat() for t in seen]
+
+
+def as_version_3(db: Path | str) -> None:
+    """Make the journal look as version 3 left it: no schedules table."""
+    if isinstance(db, Path):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("DROP TABLE schedules")
+            conn.execute("PRAGMA user_version = 3")
+        return
+    import psycopg
+
+    from runwright.journal.postgres import PgTarget
+
+    target = PgTarget(db)
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{target.schema}"')
+        conn.execute("DROP TABLE schedules")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+
+
+async def test_a_version_3_journal_gets_schedules_when_opened(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    schedule: Any,
+    db_path: Path | str,
+):
+    async with make_runtime() as runtime:
+        done = await runtime.start(sync_inventory, at(clock.now()))
+        await done.result(timeout=10)
+    as_version_3(db_path)
+    schedule()
+    start = clock.now()
+    async with make_runtime() as runtime:
+        await settle(clock, start + QUARTER)
+        clock.advance(QUARTER)
+        await settle(clock, start + 2 * QUARTER)
+        assert len(await results(runtime, 2)) == 2
+    if isinstance(db_path, Path):
+        assert query_journal(db_path, "PRAGMA user_version") == [(4,)]
+    else:
+        version = query_journal(db_path, "SELECT value FROM meta WHERE key = 'schema_version'")
+        assert version == [("4",)]
+    assert query_journal(db_path, "SELECT name, last_tick FROM schedules") == [
+        ("schedules.sync_inventory", start + QUARTER)
+    ]

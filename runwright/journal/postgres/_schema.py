@@ -37,7 +37,7 @@ ALTER TABLE stream_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 # Each schedule's latest declaration and durable state (see ``journal/_schedules.py``).
 # Additive: a version 3 schema gets the table and nothing else changes.
 _SCHEDULES = """
-CREATE TABLE schedules (
+CREATE TABLE IF NOT EXISTS schedules (
     name        TEXT PRIMARY KEY,
     workflow    TEXT NOT NULL,
     cron        TEXT NOT NULL,

@@ -69,7 +69,7 @@ CREATE UNIQUE INDEX stream_chunks_by_index ON stream_chunks (run_id, name, idx);
 # Each schedule's latest declaration and durable state (see ``journal/_schedules.py``).
 # Additive: a version 3 journal gets the table and nothing else changes.
 _SCHEDULES = """
-CREATE TABLE schedules (
+CREATE TABLE IF NOT EXISTS schedules (
     name        TEXT PRIMARY KEY,
     workflow    TEXT NOT NULL,
     cron        TEXT NOT NULL,
