@@ -255,13 +255,16 @@ class Scheduler:
                 raise _TickRefused
 
         try:
-            await self.supervisor.start_run(
+            run_id = await self.supervisor.start_run(
                 definition,
                 (spec.tick_at(tick),),
                 {},
                 tick_key(name, tick),
                 timeout=definition.timeout,
                 only_if=claim,
+            )
+            log.debug(
+                "runwright: schedule %r fired %s: run %s", name, _utc(tick, "seconds"), run_id
             )
         except _TickRefused:
             return False
