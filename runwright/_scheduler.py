@@ -117,8 +117,7 @@ class ScheduleInfo:
         zone = zoneinfo.ZoneInfo(row.timezone)
         upcoming = None
         if not row.paused:
-            after = max(now, row.fire_after, row.last_tick or row.fire_after)
-            upcoming = spec.next_after(after)
+            upcoming = spec.next_after(max(now, row.fired_through))
         return cls(
             row.name,
             row.workflow,
@@ -163,6 +162,7 @@ class Scheduler:
         self.schedules = schedules
         #: Every declaration is in the journal (else each loop writes its own first).
         self.declared = False
+        self._warned: set[str] = set()
 
     async def declare(self) -> None:
         """Record every declaration in the journal, in one write."""
@@ -185,7 +185,7 @@ class Scheduler:
     ) -> None:
         began = self.clock.now()
         journal, delay = self.journal, 0.05
-        spec, wake, foreign = declared, 0.0, False
+        spec, wake = declared, 0.0
         while not self.supervisor.stopping:
             await self.clock.sleep_until(wake)
             try:
@@ -197,30 +197,40 @@ class Scheduler:
                         functools.partial(_declare, spec=declared, definition=definition, at=now)
                     )
                 now = self.clock.now()
-                if row.workflow == definition.name:
-                    if (row.cron, row.timezone, row.catch_up) != (
-                        spec.cron,
-                        spec.timezone,
-                        spec.catch_up,
-                    ):  # another process declared it since: its time zone may need loading
-                        spec = await anyio.to_thread.run_sync(_spec, row)
+                followed = await self._follow(row, definition, spec)
+                if followed is not None:
+                    spec = followed
                     if not row.paused:
                         await self._fire_due(spec, definition, row, now, began)
-                elif not foreign:
-                    foreign = True
-                    log.warning(
-                        "runwright: schedule %r is declared for workflow %r by another "
-                        "process; this one (%r) leaves it alone",
-                        declared.name,
-                        row.workflow,
-                        definition.name,
-                    )
-                wake = spec.next_after(max(now, row.fire_after, row.last_tick or row.fire_after))
+                wake = spec.next_after(max(now, row.fired_through))
                 delay = 0.05
             except JournalError as exc:
                 log.warning("runwright: schedule %r: %s; will retry", declared.name, exc)
                 await journal.backoff(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _follow(
+        self, row: ScheduleRow, definition: WorkflowDefinition[Any, Any], current: Schedule
+    ) -> Schedule | None:
+        """The journal's declaration of the schedule, which this process follows; None
+        if it cannot (another workflow's, or an expression its cronsim refuses)."""
+        if row.workflow != definition.name:
+            why = f"the journal declares it for workflow {row.workflow!r}, not {definition.name!r}"
+        elif (row.cron, row.timezone, row.catch_up) == (
+            current.cron,
+            current.timezone,
+            current.catch_up,
+        ):
+            return current
+        else:
+            try:  # declared by another process since: its time zone may need loading
+                return await anyio.to_thread.run_sync(_spec, row)
+            except ValueError as exc:
+                why = f"this process cannot read its declaration ({exc})"
+        if row.name not in self._warned:
+            self._warned.add(row.name)
+            log.warning("runwright: schedule %r: %s; this process does not fire it", row.name, why)
+        return None
 
     async def _fire_due(
         self,
@@ -230,7 +240,7 @@ class Scheduler:
         now: float,
         began: float,
     ) -> None:
-        floor = max(row.fire_after, row.last_tick or row.fire_after)
+        floor = row.fired_through
         limit = MAX_CATCH_UP if spec.catch_up == "all" else 1
         due: list[float] = []
         for tick in spec.ticks_before(now):

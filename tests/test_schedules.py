@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from conftest import query_journal
 import runwright as rw
 from runwright._schedule import declared_schedules, forget_schedule
 from runwright._scheduler import tick_key, trigger_key
+from runwright.journal._schedules import declare_schedule
 from runwright.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -327,3 +329,44 @@ async def test_a_version_3_journal_gets_schedules_when_opened(
     assert query_journal(db_path, "SELECT name, last_tick FROM schedules") == [
         ("schedules.sync_inventory", start + QUARTER)
     ]
+
+
+async def test_a_running_loop_follows_the_journals_latest_declaration(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    schedule: Any,
+    caplog: pytest.LogCaptureFixture,
+):
+    schedule()
+    name = "schedules.sync_inventory"
+    start = clock.now()
+    async with make_runtime() as runtime:
+        await settle(clock, start + QUARTER)
+        # Another process, deployed since, declares it hourly.
+        clock.advance(10)
+        await runtime.journal.write(
+            lambda tx: declare_schedule(
+                tx, name, name, "0 * * * *", "Europe/Berlin", "latest", start + 10
+            )
+        )
+        clock.advance(QUARTER - 10)
+        await settle(clock, start + 3600)  # the quarter hours are gone
+        assert await runtime.list_runs() == []
+        clock.advance(3600 - QUARTER)
+        await settle(clock, start + 7200)
+        assert await results(runtime, 1) == [at(start + 3600).isoformat()]
+
+        # And one that declares it for another workflow: this process leaves it alone.
+        await runtime.journal.write(
+            lambda tx: declare_schedule(
+                tx, name, "elsewhere.report", "0 * * * *", "Europe/Berlin", "latest", start + 3600
+            )
+        )
+        with caplog.at_level(logging.WARNING, logger="runwright"):
+            clock.advance(3600)
+            await settle(clock, start + 3 * 3600)
+        assert len(await runtime.list_runs()) == 1
+    assert (
+        f"schedule {name!r}: the journal declares it for workflow 'elsewhere.report', not "
+        f"{name!r}; this process does not fire it"
+    ) in caplog.text

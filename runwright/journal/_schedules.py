@@ -49,6 +49,11 @@ class ScheduleRow:
     declared_at: float
     updated_at: float
 
+    @property
+    def fired_through(self) -> float:
+        """Every tick at or before this time has fired, or never will on schedule."""
+        return self.fire_after if self.last_tick is None else max(self.fire_after, self.last_tick)
+
     @classmethod
     def of(cls, row: tuple[object, ...]) -> ScheduleRow:
         name, workflow, cron, timezone, catch_up, paused, last, after, declared, updated = row
