@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("runwright")
+#: How many runs a catching-up schedule starts at once.
+_CONCURRENT_STARTS = 64
 
 
 def tick_key(name: str, tick: float) -> str:
@@ -249,15 +251,27 @@ class Scheduler:
             due.append(tick)
         if spec.catch_up == "skip":
             due = [tick for tick in due if tick >= began]
-        for tick in reversed(due):
-            if self.supervisor.stopping or not await self._fire(spec, definition, tick):
-                return
+        if len(due) == 1:
+            await self._fire(spec, definition, due[0])
+            return
+        # Catching up: many starts at once share the journal's group commits.
+        limiter = anyio.CapacityLimiter(_CONCURRENT_STARTS)
+
+        async def fire(tick: float) -> None:
+            async with limiter:
+                await self._fire(spec, definition, tick)
+
+        async with anyio.create_task_group() as tg:
+            for tick in reversed(due):
+                tg.start_soon(fire, tick)
 
     async def _fire(
         self, spec: Schedule, definition: WorkflowDefinition[Any, Any], tick: float
-    ) -> bool:
-        """Start *tick*'s run (or find the one another process started); False if the
-        schedule changed under it."""
+    ) -> None:
+        """Start *tick*'s run (or find the one another process started), unless the
+        schedule changed under it or the runtime is closing."""
+        if self.supervisor.stopping:
+            return
         name, cron, timezone, at = spec.name, spec.cron, spec.timezone, self.clock.now()
 
         def claim(tx: Tx) -> None:
@@ -277,10 +291,9 @@ class Scheduler:
                 "runwright: schedule %r fired %s: run %s", name, _utc(tick, "seconds"), run_id
             )
         except _TickRefused:
-            return False
+            log.debug("runwright: schedule %r did not fire %s: paused or redeclared", name, tick)
         except KeyConflict as exc:  # the key holds a run of another workflow: leave it
             log.warning("runwright: schedule %r cannot fire: %s", name, exc)
-        return True
 
 
 def _row_and_zone(conn: Any, name: str) -> tuple[ScheduleRow, zoneinfo.ZoneInfo] | None:
