@@ -63,17 +63,21 @@ class Schedule:
     cron: str
     timezone: str = "UTC"
     catch_up: CatchUp = "latest"
+    # Held here so that the zone is never loaded from disk again on the event loop
+    # (zoneinfo keeps only a few zones alive on its own).
+    _zone: zoneinfo.ZoneInfo = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         check_spec(self.name, self.cron, self.timezone, self.catch_up)
+        object.__setattr__(self, "_zone", zoneinfo.ZoneInfo(self.timezone))
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.timezone)
+        return self._zone
 
     def tick_at(self, timestamp: float) -> dt.datetime:
         """*timestamp* as a datetime in the schedule's time zone (what the workflow gets)."""
-        return dt.datetime.fromtimestamp(timestamp, self.zone)
+        return dt.datetime.fromtimestamp(timestamp, self._zone)
 
     def ticks_after(self, after: float) -> Iterator[float]:
         """Tick times (epoch seconds) later than *after*, in order."""
