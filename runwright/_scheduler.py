@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import zoneinfo
 from typing import Any
 
@@ -115,10 +116,13 @@ class ScheduleInfo:
 
     @classmethod
     def from_row(cls, row: ScheduleRow, now: float) -> ScheduleInfo:
-        spec = _spec(row)
-        zone = zoneinfo.ZoneInfo(row.timezone)
+        try:
+            spec: Schedule | None = _spec(row)
+        except (ValueError, KeyError):  # declared by a process whose cronsim or zones know more
+            spec = None
+        zone: dt.tzinfo = dt.UTC if spec is None else spec.zone
         upcoming = None
-        if not row.paused:
+        if spec is not None and not row.paused:
             upcoming = spec.next_after(max(now, row.fired_through))
         return cls(
             row.name,
@@ -127,10 +131,14 @@ class ScheduleInfo:
             row.timezone,
             row.catch_up,
             row.paused,
-            None if row.last_tick is None else spec.tick_at(row.last_tick),
-            None if upcoming is None or upcoming == float("inf") else spec.tick_at(upcoming),
+            _in(zone, row.last_tick),
+            None if upcoming is None or math.isinf(upcoming) else _in(zone, upcoming),
             dt.datetime.fromtimestamp(row.declared_at, zone),
         )
+
+
+def _in(zone: dt.tzinfo, timestamp: float | None) -> dt.datetime | None:
+    return None if timestamp is None else dt.datetime.fromtimestamp(timestamp, zone)
 
 
 def _declare(

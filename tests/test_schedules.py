@@ -374,3 +374,33 @@ async def test_a_running_loop_follows_the_journals_latest_declaration(
         f"schedule {name!r}: the journal declares it for workflow 'elsewhere.report', not "
         f"{name!r}; this process does not fire it"
     ) in caplog.text
+
+
+async def test_a_declaration_this_process_cannot_read_is_listed_and_left_alone(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    schedule: Any,
+    caplog: pytest.LogCaptureFixture,
+):
+    schedule()
+    name = "schedules.sync_inventory"
+    start = clock.now()
+    async with make_runtime() as runtime:
+        await settle(clock, start + QUARTER)
+        # A process with a newer time zone database declared it in a zone unknown here.
+        await runtime.journal.write(
+            lambda tx: declare_schedule(
+                tx, name, name, "*/15 * * * *", "Mars/Olympus_Mons", "latest", start
+            )
+        )
+        [info] = await runtime.list_schedules()
+        assert (info.timezone, info.next_tick, info.paused) == ("Mars/Olympus_Mons", None, False)
+        assert info.declared_at == dt.datetime.fromtimestamp(start, dt.UTC)
+        with caplog.at_level(logging.WARNING, logger="runwright"):
+            clock.advance(QUARTER)
+            await settle(clock, start + 2 * QUARTER)
+        assert await runtime.list_runs() == []
+    assert (
+        f"schedule {name!r}: this process cannot read its declaration (schedule {name!r}: "
+        "unknown timezone 'Mars/Olympus_Mons'"
+    ) in caplog.text
