@@ -505,7 +505,8 @@ class Runtime:
 
     async def trigger_schedule(self, name: str) -> RunHandle[Any]:
         """Start a run of schedule *name* now, given the time now as its tick, paused or
-        not; its ticks go on as before. Two calls start two runs."""
+        not; its ticks go on as before. The run is keyed by the instant: two calls start
+        two runs unless they are made at the same microsecond."""
         supervisor = self._supervisor_or_fail()
         run_id = await trigger(supervisor, supervisor.codec, name, self.clock.now())
         return RunHandle(self, run_id)

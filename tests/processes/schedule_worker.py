@@ -1,6 +1,6 @@
 """A process that serves one schedule for a while, on a clock shifted by a given
 offset so that a tick falls when the test wants it:
-``python schedule_worker.py DB OFFSET UNTIL LEDGER``.
+``python schedule_worker.py DB OFFSET UNTIL LEDGER BACKEND`` (asyncio or trio).
 
 It logs at DEBUG to stderr (each tick it fires, with the run it got) and appends
 "tick pid" to LEDGER for each step it executes.
@@ -55,4 +55,4 @@ async def main(db: str, offset: float, until: float) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
-    anyio.run(main, sys.argv[1], float(sys.argv[2]), float(sys.argv[3]))
+    anyio.run(main, sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), backend=sys.argv[5])

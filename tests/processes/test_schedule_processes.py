@@ -1,5 +1,5 @@
-"""Two real processes serve one schedule on one journal: the tick they both fire
-starts one run, executed once."""
+"""Two real processes serve one schedule on one journal (one on asyncio, one on trio):
+the tick they both fire starts one run, executed once."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def test_two_processes_one_tick_one_run(db_path: Path | str, tmp_path: Path):
     until = launched + 6.0
     script = str(HERE / "schedule_worker.py")
     argv = [sys.executable, script, os.fspath(db_path), str(offset), str(until), str(ledger)]
-    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([*argv, backend], stderr=subprocess.PIPE, text=True)
+        for backend in ("asyncio", "trio")
+    ]
     logs = []
     for proc in procs:
         _, err = proc.communicate(timeout=60)
