@@ -195,17 +195,18 @@ class Scheduler:
     ) -> None:
         began = self.clock.now()
         journal, delay = self.journal, 0.05
-        spec, wake = declared, 0.0
+        spec, wake, recorded = declared, 0.0, self.declared
         while not self.supervisor.stopping:
             await self.clock.sleep_until(wake)
             try:
                 row, now = None, self.clock.now()
-                if self.declared:
+                if recorded:
                     row = await journal.read(lambda c: schedule_row(c, declared.name))
                 if row is None:  # not declared yet, or the row was deleted by hand
                     row = await journal.write(
                         functools.partial(_declare, spec=declared, definition=definition, at=now)
                     )
+                    recorded = True
                 now = self.clock.now()
                 followed = await self._follow(row, definition, spec)
                 if followed is not None:
@@ -264,14 +265,20 @@ class Scheduler:
             return
         # Catching up: many starts at once share the journal's group commits.
         limiter = anyio.CapacityLimiter(_CONCURRENT_STARTS)
+        faults: list[JournalError] = []
 
         async def fire(tick: float) -> None:
             async with limiter:
-                await self._fire(spec, definition, tick)
+                try:
+                    await self._fire(spec, definition, tick)
+                except JournalError as exc:  # the others go on; the loop retries the rest
+                    faults.append(exc)
 
         async with anyio.create_task_group() as tg:
             for tick in reversed(due):
                 tg.start_soon(fire, tick)
+        if faults:
+            raise faults[0]
 
     async def _fire(
         self, spec: Schedule, definition: WorkflowDefinition[Any, Any], tick: float

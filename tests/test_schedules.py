@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import pytest
 from conftest import query_journal
+from faults import FaultPlan, injected
 
 import runwright as rw
 from runwright._schedule import declared_schedules, forget_schedule
@@ -404,3 +405,30 @@ async def test_a_declaration_this_process_cannot_read_is_listed_and_left_alone(
         f"schedule {name!r}: this process cannot read its declaration (schedule {name!r}: "
         "unknown timezone 'Mars/Olympus_Mons'"
     ) in caplog.text
+
+
+async def test_ticks_due_while_the_journal_refuses_writes_fire_once_it_takes_them(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    schedule: Any,
+    db_path: Path | str,
+    caplog: pytest.LogCaptureFixture,
+):
+    schedule(catch_up="all")
+    start = clock.now()
+    with injected(FaultPlan(), db_path) as plan:
+        async with make_runtime() as runtime:
+            await settle(clock, start + QUARTER)
+            plan.fail(plan.transactions + 1, None)  # every write from now on, until cleared
+            with caplog.at_level(logging.WARNING, logger="runwright"):
+                clock.advance(3 * QUARTER)  # three ticks fall due at once
+                with anyio.fail_after(10):
+                    while "injected fault" not in caplog.text:  # noqa: ASYNC110
+                        await anyio.sleep(0.001)
+            assert await runtime.list_runs() == []
+            plan.clear()
+            await settle(clock, start + 4 * QUARTER)
+            assert await results(runtime, 3) == [
+                at(start + i * QUARTER).isoformat() for i in (1, 2, 3)
+            ]
+    assert "runwright: schedule 'schedules.sync_inventory': " in caplog.text
