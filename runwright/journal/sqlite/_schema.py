@@ -34,8 +34,9 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
-#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``.
-SCHEMA_VERSION = 3
+#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 added
+#: ``schedules``.
+SCHEMA_VERSION = 4
 
 _STREAMS = """
 CREATE TABLE streams (
@@ -62,6 +63,24 @@ CREATE TABLE stream_chunks (
     data     BLOB NOT NULL
 );
 CREATE UNIQUE INDEX stream_chunks_by_index ON stream_chunks (run_id, name, idx);
+"""
+
+# -- version 4: schedules ----------------------------------------------------------------
+# Each schedule's latest declaration and durable state (see ``journal/_schedules.py``).
+# Additive: a version 3 journal gets the table and nothing else changes.
+_SCHEDULES = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name        TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    cron        TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    catch_up    TEXT NOT NULL,
+    paused      INTEGER NOT NULL,
+    last_tick   REAL,
+    fire_after  REAL NOT NULL,
+    declared_at REAL NOT NULL,
+    updated_at  REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 _SCHEMA = """
@@ -158,7 +177,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            _create(conn, _SCHEMA + _STREAMS)
+            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -168,6 +187,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 _create(conn, _STREAMS)  # version 2 added streams and changed nothing else
             # Version 3 writes run arguments and outcomes in events only; what older
             # versions copied into runs stays, unread, until the run is pruned.
+            if version < 4:
+                _create(conn, _SCHEDULES)  # version 4 added schedules
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
