@@ -315,8 +315,14 @@ class SqliteJournal(Journal):
                 request.error = error
             return
         try:
+            # A request alone in its transaction needs no savepoint: its own error
+            # rolls back the transaction (below), which holds nothing else.
             lo, hi = self._run_requests(
-                conn, batch, lambda: _SqliteTx(conn), abort_on=(sqlite3.Error,)
+                conn,
+                batch,
+                lambda: _SqliteTx(conn),
+                savepoints=len(batch) > 1,
+                abort_on=(sqlite3.Error,),
             )
             self._checkpointer.before_commit()
             # The watcher must not see these events before they are known as ours.
@@ -339,6 +345,13 @@ class SqliteJournal(Journal):
             for request in batch:
                 request.result = None
                 request.error = error
+        except Exception as exc:
+            # The error of a request run alone, without a savepoint: its own. (A
+            # request among others has its savepoint, and keeps its error there.)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for request in batch:
+                request.result, request.error = None, exc
 
     def _read_sync(self, fn: Callable[[Any], T]) -> T:
         # One read transaction: everything *fn* reads comes from one snapshot.
