@@ -467,6 +467,9 @@ class Supervisor:
         self.waiters.poke(run_id)
 
     def finished(self, actor: RunActor, end: RunEnd) -> None:
+        # Its waiters learn the end first: forgetting the actor then finds them
+        # answered (a poke before would wake them to look for nothing).
+        self.waiters.ended(actor.run_id, end)
         self.forget(actor)
         self.streams.run_ended(actor.run_id)
         parent_id, dot, _ = actor.run_id.rpartition(".")
@@ -476,7 +479,6 @@ class Supervisor:
             self.spawn(parent.deliver, JournalChanged())
         if self._backlog:
             self.request_scan()
-        self.waiters.ended(actor.run_id, end)
 
     def touch(self, actor: RunActor) -> None:
         """Mark *actor*'s interpreter as just used; evict the least recent beyond cache_runs."""
