@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._exceptions import RunNotFound
+from ..journal._attributes import attributes_of
 from ..journal._codec import DefaultCodec
 from ..journal._events import Kind
 from ..journal._queries import (
@@ -104,7 +105,9 @@ def show_command(args: argparse.Namespace) -> int:
             if step.status == "retrying"
         }
         problem = problem_of(conn, args.run_id)
+        attributes = attributes_of(conn, [args.run_id])[args.run_id]
     view = build_view(row, events, retry_at, problem, DefaultCodec())
+    view = attrs.evolve(view, attributes=attributes)
     if args.json:
         print_json(view.as_json())
     else:

@@ -190,6 +190,8 @@ class RunView:
     error: ErrorInfo | None
     problem: tuple[str, str, float] | None
     timeline: list[_Entry]
+    #: What ``rw.set_attribute`` set: the latest text form of each key.
+    attributes: dict[str, str] = attrs.field(factory=dict)
 
     def as_json(self) -> dict[str, object]:
         summary = summary_json(self.row, self.problem)
@@ -204,6 +206,7 @@ class RunView:
             "kwargs": kwargs,
             "result": result,
             "error": None if self.error is None else self.error.as_json(),
+            "attributes": self.attributes,
             "timeline": [entry.as_json() for entry in self.timeline],
         }
 
@@ -352,6 +355,9 @@ def print_view(view: RunView) -> None:
         ("finished", iso(row.finished_at)),
         ("args", view.args),
     ]
+    if view.attributes:
+        shown = ", ".join(f"{key}={value}" for key, value in view.attributes.items())
+        fields.append(("attrs", shorten(shown, 500)))
     if view.result is not None:
         fields.append(("result", view.result))
     if view.error is not None:
