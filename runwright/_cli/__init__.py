@@ -41,7 +41,7 @@ from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
 from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
-from . import _db, _replay, _runs, _schedules, _streams, _worker
+from . import _db, _replay, _runs, _schedules, _streams, _ui, _worker
 from ._common import CommandError, raw_target
 
 __all__ = ["main"]
@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_db(commands, db, as_json)
     _add_worker(commands, db)
     _add_replay(commands, db, as_json)
+    _ui.add_parser(commands, db)
     return parser
 
 

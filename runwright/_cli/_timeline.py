@@ -34,6 +34,17 @@ from ._format import (
 __all__ = ["RunView", "build_view", "print_view"]
 
 _TERMINAL = frozenset(status.value for status in RunStatus if status.is_terminal)
+#: Events shown as a mark with the name they carry.
+_NAMED_MARKS = frozenset(
+    {
+        Kind.CANCEL_REQUESTED,
+        Kind.PATCHED,
+        Kind.HOOK_CREATED,
+        Kind.HOOK_RECEIVED,
+        Kind.ATTRIBUTE_SET,
+        Kind.STEP_ATTRIBUTE_SET,
+    }
+)
 #: A step's status from its last attempt's outcome.
 _STEP_STATUS = {
     "ok": "completed",
@@ -286,8 +297,9 @@ def build_view(
             deadline = decode(codec, event.payload)
             when = iso(deadline) if isinstance(deadline, float) else None
             timeline.append(_Mark(kind, event.at, when))
-        elif kind in (Kind.CANCEL_REQUESTED, Kind.PATCHED, Kind.HOOK_CREATED, Kind.HOOK_RECEIVED):
-            timeline.append(_Mark(kind, event.at, event.name))  # the reason, patch id or token
+        elif kind in _NAMED_MARKS:
+            # The reason, patch id, token or attribute key.
+            timeline.append(_Mark(kind, event.at, event.name))
         elif kind == Kind.CHILD_STARTED:
             child = (event.payload or b"").decode("utf-8", "replace")
             timeline.append(_Mark(kind, event.at, f"{child} ({event.name})"))
