@@ -88,6 +88,7 @@ class WebApp:
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
         self._codec = DefaultCodec()
         self._feed: ChangeFeed | None = None
+        self._static: dict[str, bytes] = {}
         digest = hashlib.sha256((self.token or "").encode()).hexdigest()
         self._cookie = f"runwright_{digest[:10]}"
         self._csrf = (
@@ -140,7 +141,10 @@ class WebApp:
         if parts == []:
             await self._runs(request, send)
         elif parts[:1] == ["static"] and len(parts) == 2 and parts[1] in _STATIC:
-            body = importlib.resources.files(__package__).joinpath("static", parts[1]).read_bytes()
+            body = self._static.get(parts[1])
+            if body is None:
+                files = importlib.resources.files(__package__).joinpath("static", parts[1])
+                body = self._static[parts[1]] = await anyio.to_thread.run_sync(files.read_bytes)
             await respond(send, 200, body, _STATIC[parts[1]])
         elif parts == ["events"]:
             await self._events(request, send)
@@ -283,6 +287,9 @@ class WebApp:
         if self._feed is None:
             self._feed = ChangeFeed(self.runtime.journal, watch=True)
         feed = self._feed
+        # What was written before this read is covered by the first event ("look again");
+        # what is written after it is news for this listener.
+        await feed.read()
         listener = feed.add(request.query.get("run") or None)
         headers = [
             (b"content-type", b"text/event-stream"),
