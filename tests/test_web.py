@@ -339,3 +339,32 @@ async def test_pages_hear_of_changes_as_they_are_written(
         async with client_of(web) as client:
             page = await client.get(f"/runs/{waiting.id}")
         assert "id=status>cancelled</span>" in page.text
+
+
+async def test_a_stuck_run_shows_why(make_runtime: Callable[..., rw.Runtime]):
+    """A run no process can advance (here: its workflow is not registered) has the
+    problem banner on its page and a badge in the list."""
+    async with make_runtime() as runtime:
+        web = app(runtime, token=TOKEN)
+        async with client_of(web, authorization=f"Bearer {TOKEN}") as client:
+            run = await runtime.start(quick, 1)
+            await run.result(timeout=10)
+            # A run of a workflow this process does not know, as another service's would be.
+            await runtime.journal.write(
+                lambda tx: tx.create_run(
+                    "stuck-run", "elsewhere.flow", b"", 0.0, key=None, owner=None,
+                    lease_seconds=30.0,
+                )
+            )  # fmt: skip
+            runtime.supervisor.request_scan()
+            with anyio.fail_after(10):
+                while (await runtime.get_run("stuck-run").summary()).problem is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            page = await client.get("/runs/stuck-run")
+            listing = await client.get("/?q=stuck-run")
+    assert (
+        "<div class=banner id=problem><strong>this run cannot advance: unknown_workflow"
+        in page.text
+    )
+    assert "elsewhere.flow" in page.text
+    assert '<span class="badge problem">unknown_workflow</span>' in listing.text
