@@ -368,3 +368,56 @@ async def test_a_stuck_run_shows_why(make_runtime: Callable[..., rw.Runtime]):
     )
     assert "elsewhere.flow" in page.text
     assert '<span class="badge problem">unknown_workflow</span>' in listing.text
+
+
+def test_runwright_ui_refuses_what_it_cannot_serve(tmp_path: Path, capsys: Any):
+    from runwright._cli import main
+
+    missing = tmp_path / "missing.db"
+    assert main(["ui", "--db", str(missing)]) == 1
+    assert f"no runwright database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+    assert main(["ui", "--db", str(missing), "--port", "70000"]) == 1
+
+
+def test_runwright_ui_read_only_serves_pages_and_no_actions(db_path: Path | str):
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    assert main_db_migrate(db_path) == 0
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runwright._cli", "ui", "--db", str(db_path), "--port", "0",
+         "--read-only"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert ", read-only, at http://127.0.0.1:" in line, line
+        url = line.rsplit(" at ", 1)[1].strip()
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert "no runs match" in page.read().decode()
+        post = urllib.request.Request(f"{url}runs/x/cancel", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post, timeout=10)
+        refused.value.close()
+        assert refused.value.code == 404
+        rebound = urllib.request.Request(url, headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as wrong_host:
+            urllib.request.urlopen(rebound, timeout=10)
+        wrong_host.value.close()
+        assert wrong_host.value.code == 400
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=15)
+    assert server.returncode == 0, err
+    assert "runwright ui: stopped" in err
+
+
+def main_db_migrate(db: Path | str) -> int:
+    from runwright._cli import main
+
+    return main(["db", "migrate", "--db", str(db)])

@@ -33,12 +33,15 @@ against DNS rebinding; ``runwright ui`` sets it to the address it binds).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import importlib.resources
+import json
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import anyio
 
@@ -156,8 +159,10 @@ class WebApp:
             await self._run(request, send, parts[2], fragment=True)
         elif len(parts) == 5 and parts[:2] == ["api", "runs"] and parts[3] == "steps":
             await self._step(send, parts[2], parts[4])
-        elif len(parts) == 4 and parts[0] == "runs" and parts[2] == "streams":
-            await self._stream(request, send, parts[1], parts[3])
+        elif len(parts) >= 4 and parts[0] == "runs" and parts[2] == "streams":
+            # The path arrives decoded: a name with "/" in it spans the rest.
+            name = request.path.split("/streams/", 1)[1]
+            await self._stream(request, send, parts[1], name)
         else:
             raise BadRequest(f"nothing at {path}", 404)
 
@@ -180,8 +185,6 @@ class WebApp:
         if self.token is None or not _same(given, self.token):
             raise BadRequest("that is not this server's access token", 403)
         rest = {k: v for k, v in request.query.items() if k != "token"}
-        from urllib.parse import urlencode
-
         location = (request.root + request.path) + (f"?{urlencode(rest)}" if rest else "")
         cookie = (
             f"{self._cookie}={self.token}; HttpOnly; SameSite=Strict; Path={request.root or '/'}"
@@ -271,15 +274,12 @@ class WebApp:
         await respond(send, 200, json_bytes(detail), "application/json")
 
     async def _stream(self, request: Request, send: Send, run_id: str, name: str) -> None:
-        from urllib.parse import unquote
-
-        name = unquote(name)
         try:
             check_name(name)
         except (TypeError, ValueError) as exc:
             raise BadRequest(str(exc), 400) from None
         await stream_response(self.runtime.get_run(run_id), name)(
-            request.scope, request._receive, send
+            request.scope, request.receive, send
         )
 
     async def _events(self, request: Request, send: Send) -> None:
@@ -305,7 +305,7 @@ class WebApp:
 
                 async def until_gone() -> None:
                     nonlocal gone
-                    while (await request._receive())["type"] != "http.disconnect":
+                    while (await request.receive())["type"] != "http.disconnect":
                         pass
                     gone = True
                     tasks.cancel_scope.cancel()
@@ -402,8 +402,6 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _payload(text: str) -> Any:
-    import json
-
     try:
         return from_json(json.loads(text))
     except ValueError as exc:
@@ -445,8 +443,6 @@ def _filters(query: dict[str, str]) -> dict[str, Any]:
 
 
 def _timestamp(text: str, name: str) -> float:
-    import datetime as dt
-
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -41,10 +41,20 @@ def value_text(data: bytes | None) -> str | None:
     """A stored payload as indented JSON text, cut at ``TEXT_LIMIT`` characters."""
     if data is None:
         return None
-    text = json.dumps(payload_json(data, VALUE_LIMIT), indent=2, ensure_ascii=False)
-    if len(text) > TEXT_LIMIT:
-        return f"{text[:TEXT_LIMIT]}\n... (cut: {len(text):,} characters, {len(data):,} bytes)"
-    return text
+    return _cut(json.dumps(payload_json(data, VALUE_LIMIT), indent=2, ensure_ascii=False), data)
+
+
+def call_text(data: bytes | None) -> str:
+    """Encoded call arguments as ``{"args": [...], "kwargs": {...}}`` JSON text, cut."""
+    args, kwargs = _call_json(data or b"")
+    return _cut(json.dumps({"args": args, "kwargs": kwargs}, indent=2, ensure_ascii=False), data)
+
+
+def _cut(text: str, data: bytes | None) -> str:
+    if len(text) <= TEXT_LIMIT:
+        return text
+    size = f", {len(data):,} bytes stored" if data is not None else ""
+    return f"{text[:TEXT_LIMIT]}\n... (cut: {len(text):,} characters{size})"
 
 
 def run_page_data(conn: Connection, run_id: str, codec: DefaultCodec) -> dict[str, Any] | None:
@@ -66,7 +76,6 @@ def run_page_data(conn: Connection, run_id: str, codec: DefaultCodec) -> dict[st
     hooks = [{"token": token, "cid": cid} for token, _, cid in live_hooks(conn, run_id)]
     attributes = attributes_of(conn, [run_id])[run_id]
     lanes, marks = _lanes(view, events, children)
-    args, kwargs = _call_json(created) if created is not None else ([], {})
     ended = row.finished_at
     return {
         "run": {
@@ -79,7 +88,7 @@ def run_page_data(conn: Connection, run_id: str, codec: DefaultCodec) -> dict[st
             "created": iso_json(row.created_at),
             "finished": iso_json(ended),
             "duration": None if ended is None else ended - row.created_at,
-            "args": json.dumps({"args": args, "kwargs": kwargs}, indent=2, ensure_ascii=False),
+            "args": call_text(created),
             "result": value_text(row.outcome) if row.status == "completed" else None,
             "error": None if view.error is None else view.error.as_json(),
             "reason": row.error_message if row.status == "cancelled" else None,
@@ -226,7 +235,6 @@ def step_detail(
     scheduled = next((e for e in events if e.kind == Kind.STEP_SCHEDULED), None)
     if scheduled is None:
         return None
-    args, kwargs = _call_json(scheduled.payload or b"")
     attempts: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.attempt is None:
@@ -251,6 +259,6 @@ def step_detail(
     return {
         "cid": cid,
         "name": scheduled.name,
-        "args": json.dumps({"args": args, "kwargs": kwargs}, indent=2, ensure_ascii=False),
+        "args": call_text(scheduled.payload),
         "attempts": [attempts[n] for n in sorted(attempts)],
     }

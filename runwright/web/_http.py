@@ -52,7 +52,7 @@ class Request:
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
-        self._receive = receive
+        self.receive = receive
         self.method: str = scope.get("method", "GET")
         self.root: str = scope.get("root_path", "") or ""
         path: str = scope.get("path", "/") or "/"
@@ -75,7 +75,7 @@ class Request:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await self._receive()
+            message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise BadRequest("the client went away", 400)
             chunk = message.get("body", b"")
