@@ -166,6 +166,10 @@ async def test_actions_need_the_token_and_a_csrf_value(make_runtime: Callable[..
             page = await anonymous.get(f"/runs/{run.id}")
             assert "Actions need the access token" in page.text
             assert "rw-csrf" not in page.text
+        async with client_of(web) as other:
+            # Signing in never sends the browser to another site.
+            away = await other.get(f"http://testserver//evil.example/?token={TOKEN}&status=running")
+            assert away.headers["location"] == "/evil.example/?status=running"
         client, csrf = await signed_in(web)
         async with contextlib.aclosing(client):
             # The cookie alone is what another site's form would carry: refused.
@@ -217,6 +221,8 @@ async def test_a_script_acts_with_the_bearer_token(
             )
             assert answer.json() == {"ok": True, "message": "hook 'hook-b' resumed"}
             assert await run.result(timeout=10) == {"by": "ana", "at": (1, 2)}
+            gone = await client.post("/hooks/resume", data={"token": "hook-b", "run": run.id})
+            assert gone.status_code == 404  # the hook was disposed with its run's end
             again = await client.post(
                 f"/runs/{run.id}/restart", headers={"accept": "application/json"}
             )

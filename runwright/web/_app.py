@@ -185,7 +185,9 @@ class WebApp:
         if self.token is None or not _same(given, self.token):
             raise BadRequest("that is not this server's access token", 403)
         rest = {k: v for k, v in request.query.items() if k != "token"}
-        location = (request.root + request.path) + (f"?{urlencode(rest)}" if rest else "")
+        # One leading slash: "//host" would send the browser to another site.
+        path = "/" + request.path.lstrip("/")
+        location = request.root + path + (f"?{urlencode(rest)}" if rest else "")
         cookie = (
             f"{self._cookie}={self.token}; HttpOnly; SameSite=Strict; Path={request.root or '/'}"
         )
@@ -197,7 +199,7 @@ class WebApp:
         if self.read_only or self.token is None:
             raise BadRequest("this server is read-only: it takes no actions", 404)
         origin = request.headers.get("origin")
-        if origin is not None and origin != "null":
+        if origin is not None:
             scheme = request.scope.get("scheme", "http")
             if origin.lower() != f"{scheme}://{request.headers.get('host', '')}".lower():
                 raise BadRequest(f"refused: a request from another origin ({origin})", 403)
@@ -353,8 +355,8 @@ class WebApp:
             except HookNotFound as exc:
                 raise BadRequest(str(exc), 404) from None
             result = {"ok": True, "message": f"hook {token!r} resumed"}
-            back = request.headers.get("referer", "/")
-            back = "/" if not back.startswith(("/", "http")) else back
+            run_id = form.get("run", "")
+            back = f"/runs/{run_id}" if run_id and "/" not in run_id else "/"
         else:
             raise BadRequest(f"no action at {request.path}", 404)
         if self._feed is not None:
@@ -365,7 +367,7 @@ class WebApp:
         if wants_json:
             await respond(send, 200, json_bytes(result), "application/json")
             return
-        location = back if back.startswith("http") else request.root + back
+        location = request.root + back
         await respond(send, 303, b"", "text/plain", [(b"location", location.encode("utf-8"))])
 
     async def _restart(self, run_id: str) -> str:

@@ -231,6 +231,7 @@ def _actions(p: Page, data: dict[str, Any]) -> str:
     forms.extend(
         f'<form class="action hook" method=post action="{e(p.base)}/hooks/resume">{csrf}'
         f'<input type=hidden name=token value="{e(hook["token"])}">'
+        f'<input type=hidden name=run value="{e(run["id"])}">'
         f"<label>hook <code>{e(hook['token'])}</code> payload (JSON)"
         "<textarea name=payload rows=2>null</textarea></label>"
         "<button>resume hook</button></form>"
