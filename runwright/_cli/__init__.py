@@ -16,10 +16,11 @@ a client runtime
 reads through one, whose journal watcher wakes it as soon as another process
 appends to the stream or ends the run. ``db migrate`` creates or upgrades the
 journal; ``worker`` executes runs; ``replay`` checks that the loaded code
-still replays the journal's runs (reading it read-only).
+still replays the journal's runs (reading it read-only); ``ui`` serves the web
+view (``runwright.web``) through a client runtime.
 
-The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker`` and
-``_replay``; what
+The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker``,
+``_replay`` and ``_ui``; what
 they share (the journal's address, a read-only connection, errors) in
 ``_common``, and how they print in ``_format``.
 
