@@ -105,17 +105,30 @@ async def test_the_runs_list_pages_by_keyset_and_filters(
         with pytest.raises(rw.RunFailed):
             await failing.result(timeout=10)
         async with client_of(app(runtime)) as client:
-            seen: list[str] = []
-            url = "/?workflow=" + quick.name
-            for _ in range(5):
+
+            def link(html: str, name: str) -> str | None:
+                found = re.search(rf'<a id={name} href="([^"]+)"', html)
+                return None if found is None else found.group(1).replace("&amp;", "&")
+
+            pages: list[list[str]] = []
+            url: str | None = "/?workflow=" + quick.name
+            while url is not None and len(pages) < 5:
                 page = await client.get(url)
                 assert page.status_code == 200
                 assert "server-timing" in page.headers
-                seen += rows_of(page.text)
-                found = re.search(r'<a id=next href="([^"]+)"', page.text)
-                if found is None:
-                    break
-                url = found.group(1).replace("&amp;", "&")
+                pages.append(rows_of(page.text))
+                url = link(page.text, "next")
+            assert [len(rows) for rows in pages] == [50, 50, 20]
+            seen = [run_id for rows in pages for run_id in rows]
+            # Back again, newer page by newer page, to the newest.
+            back = [pages[-1]]
+            url = link(page.text, "previous")
+            while url is not None:
+                page = await client.get(url)
+                back.append(rows_of(page.text))
+                url = link(page.text, "previous")
+            assert back == pages[::-1]
+            assert link(page.text, "first") is not None
             newest_first = [
                 run_id
                 for (run_id,) in query_journal(

@@ -65,13 +65,17 @@ def runs_page(
     until: float | None = None,
     search: str | None = None,
     before: tuple[float, str] | None = None,
+    after: tuple[float, str] | None = None,
     limit: int = 50,
 ) -> list[RunListRow]:
     """Up to *limit* runs, newest first, that match every filter given.
 
     *attribute* is ``(key, text form)``; *since* and *until* bound ``created_at``
     (inclusive, exclusive); *search* is a run id or a key (exact); *before* is
-    the ``(created_at, run_id)`` of the last row of the previous page.
+    the ``(created_at, run_id)`` of the last row of the previous (newer) page,
+    *after* that of the first row of the next (older) one: the page is then
+    the *limit* runs just newer than it (read oldest first, the same index
+    backwards, and turned round).
     """
     where: list[str] = []
     params: list[object] = []
@@ -100,12 +104,21 @@ def runs_page(
     if before is not None:
         where.append(f"{made} <= ? AND ({made}, {ident}) < (?, ?)")
         params += [before[0], before[0], before[1]]
+    order = "DESC"
+    if after is not None:
+        where.append(f"{made} >= ? AND ({made}, {ident}) > (?, ?)")
+        params += [after[0], after[0], after[1]]
+        order = "ASC"
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM {source} {clause} ORDER BY {made} DESC, {ident} DESC LIMIT ?",
+        f"SELECT {_COLUMNS} FROM {source} {clause} "
+        f"ORDER BY {made} {order}, {ident} {order} LIMIT ?",
         (*params, limit),
     ).fetchall()
-    return [RunListRow(*row) for row in rows]
+    found = [RunListRow(*row) for row in rows]
+    if after is not None:
+        found.reverse()
+    return found
 
 
 def children_of(conn: Connection, run_id: str) -> Sequence[tuple[str, str, str]]:

@@ -58,7 +58,7 @@ from ..journal._states import RunStatus
 from ._data import run_page_data, step_detail
 from ._http import BadRequest, Receive, Request, Scope, Send, json_bytes, respond
 from ._live import ChangeFeed
-from ._pages import Page, message_page, pager, run_page, run_rows, run_summary
+from ._pages import Page, Paging, message_page, pager, run_page, run_rows, run_summary
 from ._pages import runs_page as render_runs
 
 if TYPE_CHECKING:
@@ -232,11 +232,20 @@ class WebApp:
                 raise
             error, filters = str(exc), {}
 
-        def read(conn: Any) -> tuple[list[Any], dict[str, dict[str, str]]]:
-            rows = runs_page(conn, limit=PAGE_SIZE, **filters)
-            return rows, attributes_of(conn, [row.run_id for row in rows])
+        def read(conn: Any) -> tuple[list[Any], bool, dict[str, dict[str, str]]]:
+            # One row more than a page says whether there is another page that way.
+            rows = runs_page(conn, limit=PAGE_SIZE + 1, **filters)
+            more = len(rows) > PAGE_SIZE
+            rows = rows[-PAGE_SIZE:] if "after" in filters else rows[:PAGE_SIZE]
+            return rows, more, attributes_of(conn, [row.run_id for row in rows])
 
-        rows, attributes = await self.runtime.journal.read(read)
+        rows, more, attributes = await self.runtime.journal.read(read)
+        after = "after" in filters
+        links = Paging(
+            newest="before" in filters or after,
+            newer="before" in filters or (after and more),
+            older=(more and not after) or (after and bool(rows)),
+        )
         p = self._page(request, "runs")
         timing = [
             (b"server-timing", f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode())
@@ -245,12 +254,12 @@ class WebApp:
             body = json_bytes(
                 {
                     "rows": run_rows(p.base, rows, attributes),
-                    "pager": pager(p.base, query, rows, PAGE_SIZE),
+                    "pager": pager(p.base, query, rows, links),
                 }
             )
             await respond(send, 200, body, "application/json", timing)
             return
-        html = render_runs(p, query, rows, attributes, PAGE_SIZE, error)
+        html = render_runs(p, query, rows, attributes, links, error)
         await respond(send, 200, html, "text/html; charset=utf-8", timing)
 
     async def _run(
@@ -432,15 +441,18 @@ def _filters(query: dict[str, str]) -> dict[str, Any]:
             filters[option] = _timestamp(text, name)
     if query.get("q", "").strip():
         filters["search"] = query["q"].strip()
-    before = query.get("before", "")
-    if before:
-        made, sep, run_id = before.partition("~")
-        try:
-            filters["before"] = (float(made), run_id)
-        except ValueError:
-            raise BadRequest(f"not a page cursor: {before!r}") from None
-        if not sep:
-            raise BadRequest(f"not a page cursor: {before!r}")
+    for name in ("before", "after"):
+        cursor = query.get(name, "")
+        if cursor:
+            made, sep, run_id = cursor.partition("~")
+            try:
+                filters[name] = (float(made), run_id)
+            except ValueError:
+                raise BadRequest(f"not a page cursor: {cursor!r}") from None
+            if not sep:
+                raise BadRequest(f"not a page cursor: {cursor!r}")
+    if "before" in filters and "after" in filters:
+        raise BadRequest("a page is asked for by before= or after=, not both")
     return filters
 
 

@@ -13,12 +13,14 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+import attrs
+
 from .._cli._format import iso
 from ..journal._browse import RunListRow
 from ..journal._states import RunStatus
 from ._http import json_bytes
 
-__all__ = ["Page", "cursor_of", "page", "run_rows", "run_summary", "runs_page"]
+__all__ = ["Page", "Paging", "cursor_of", "page", "pager", "run_rows", "run_summary", "runs_page"]
 
 _LIVE = frozenset({"pending", "running"})
 
@@ -97,16 +99,33 @@ def run_rows(base: str, rows: list[RunListRow], attributes: dict[str, dict[str, 
     return "".join(out)
 
 
-def pager(base: str, query: dict[str, str], rows: list[RunListRow], limit: int) -> str:
-    links = []
-    if query.get("before"):
-        first = {k: v for k, v in query.items() if k not in ("before", "fragment") and v}
-        links.append(f'<a id=first href="{e(base)}/?{e(urlencode(first))}">newest</a>')
-    if len(rows) == limit:
-        after = {k: v for k, v in query.items() if k not in ("before", "fragment") and v}
-        after["before"] = cursor_of(rows[-1])
-        links.append(f'<a id=next href="{e(base)}/?{e(urlencode(after))}">older runs</a>')
-    return " ".join(links)
+@attrs.frozen
+class Paging:
+    """Which of the runs list's other pages there are."""
+
+    newest: bool
+    newer: bool
+    older: bool
+
+
+def pager(base: str, query: dict[str, str], rows: list[RunListRow], links: Paging) -> str:
+    """Links to the newest page, the newer one and the older one, where there are such."""
+    kept = {k: v for k, v in query.items() if k not in ("before", "after", "fragment") and v}
+
+    def link(name: str, text: str, cursor: tuple[str, str] | None) -> str:
+        target = dict(kept)
+        if cursor is not None:
+            target[cursor[0]] = cursor[1]
+        return f'<a id={name} href="{e(base)}/?{e(urlencode(target))}">{text}</a>'
+
+    shown = []
+    if links.newest:
+        shown.append(link("first", "newest", None))
+    if links.newer and rows:
+        shown.append(link("previous", "newer runs", ("after", cursor_of(rows[0]))))
+    if links.older and rows:
+        shown.append(link("next", "older runs", ("before", cursor_of(rows[-1]))))
+    return " ".join(shown)
 
 
 def runs_page(
@@ -114,7 +133,7 @@ def runs_page(
     query: dict[str, str],
     rows: list[RunListRow],
     attributes: dict[str, dict[str, str]],
-    limit: int,
+    links: Paging,
     error: str | None,
 ) -> bytes:
     status = query.get("status", "")
@@ -144,7 +163,7 @@ def runs_page(
         "<table class=runs><thead><tr><th>run</th><th>status</th><th>workflow</th><th>key</th>"
         "<th>attributes</th><th>created (UTC)</th><th>finished</th><th>duration</th></tr></thead>"
         f"<tbody id=runs-body>{run_rows(p.base, rows, attributes)}</tbody></table>"
-        f"<nav class=pager id=pager>{pager(p.base, query, rows, limit)}</nav>"
+        f"<nav class=pager id=pager>{pager(p.base, query, rows, links)}</nav>"
     )
     return page(p, "runs", body)
 
