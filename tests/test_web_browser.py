@@ -3,7 +3,8 @@ Playwright, against ``runwright ui`` serving a real journal from another process
 
 It clicks through the runs list, a run, a span, a stream and a child run; cancels a
 run with the access token, and is refused without it; the cancelled run's page
-changes by itself (pushed over SSE). A screenshot of each page is saved in the test's
+changes by itself (pushed over SSE); resumes a hook with a JSON payload and starts a
+run again with the same arguments. A screenshot of each page is saved in the test's
 temporary directory, and any JavaScript error in the console fails the test.
 
 The server is the ``runwright ui`` command as a subprocess, on the same event loop
@@ -159,6 +160,20 @@ def browse(base: str, token_url: str, ids: dict[str, str], shots: Path) -> dict[
             # ... and so does the stranger's page, which was not reloaded.
             expect(stranger.locator("#status")).to_have_text("cancelled")
             operator.screenshot(path=shots / "cancelled.png", full_page=True)
+
+            # Resume a hook with a JSON payload; the run completes with it.
+            operator.goto(f"{base}/runs/{ids['answers']}")
+            operator.fill("form.hook textarea[name=payload]", '{"by": "ana"}')
+            operator.click("form.hook button")
+            expect(operator.locator("#toast")).to_contain_text("resumed")
+            expect(operator.locator("#status")).to_have_text("completed")
+            expect(operator.locator("details pre.value >> nth=1")).to_contain_text('"by": "ana"')
+            # Start it again with the same arguments: the new run's page.
+            operator.click("#restart")
+            expect(operator.locator("#run-id")).not_to_have_text(ids["answers"])
+            expect(operator.locator("#summary")).to_contain_text("browser-answer")
+            errors["restarted"] = [operator.locator("#run-id").inner_text()]
+            operator.screenshot(path=shots / "restarted.png", full_page=True)
         finally:
             browser.close()
     return errors
@@ -176,7 +191,8 @@ async def test_the_web_view_in_a_browser(
         with pytest.raises(rw.RunFailed):
             await fails.result(timeout=10)
         waits = await runtime.start(flows.waits, "browser-hook")
-        ids = {"shop": shop.id, "fails": fails.id, "waits": waits.id}
+        answers = await runtime.start(flows.waits, "browser-answer")
+        ids = {"shop": shop.id, "fails": fails.id, "waits": waits.id, "answers": answers.id}
         server, base, token_url = await anyio.to_thread.run_sync(
             start_server, str(db_path), anyio_backend
         )
@@ -186,9 +202,15 @@ async def test_the_web_view_in_a_browser(
             stopped = await anyio.to_thread.run_sync(stop_server, server)
         with pytest.raises(rw.RunCancelled):
             await waits.result(timeout=10)
+        assert await answers.result(timeout=10) == {"by": "ana"}
+        (restarted,) = errors.pop("restarted")
+        again = runtime.get_run(restarted)
+        await runtime.resume_hook("browser-answer", "second")
+        assert await again.result(timeout=10) == "second"
     assert "runwright ui: stopped" in stopped
     assert errors["operator"] == []
     assert [e for e in errors["stranger"] if not e.startswith(REFUSED)] == []
     assert len(errors["stranger"]) == 1  # the refused cancel's response, and nothing else
-    for name in ("runs", "runs-filtered", "run", "span", "stream", "child", "refused", "cancelled"):
+    shown = ("runs", "runs-filtered", "run", "span", "stream", "child", "refused", "cancelled")
+    for name in (*shown, "restarted"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name

@@ -204,7 +204,16 @@
       data = body.data;
       const view = $("#stream-view");
       const watching = view && !view.hidden ? view : null;
+      // What the viewer typed into a hook's payload survives the refresh.
+      const typed = new Map();
+      for (const form of document.querySelectorAll("form.hook")) {
+        typed.set(form.elements.token.value, form.elements.payload.value);
+      }
       $("#summary").innerHTML = body.summary;
+      for (const form of document.querySelectorAll("form.hook")) {
+        const value = typed.get(form.elements.token.value);
+        if (value !== undefined) form.elements.payload.value = value;
+      }
       if (watching) $("#stream-view").replaceWith(watching);
       draw();
     });
