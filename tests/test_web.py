@@ -31,6 +31,11 @@ async def quick(n: int) -> int:
     return n
 
 
+@rw.workflow
+async def labelled(text: str) -> None:
+    rw.set_attribute(f"<k>{text}", text)
+
+
 @rw.step
 async def big(size: int) -> bytes:
     return b"x" * size
@@ -74,13 +79,20 @@ async def test_pages_escape_what_runs_hold(make_runtime: Callable[..., rw.Runtim
             await run.result(timeout=10)
         keyed = await runtime.start(quick, 2, key=f"<b>{nasty}")
         await keyed.result(timeout=10)
+        label = await runtime.start(labelled, nasty)
+        await label.result(timeout=10)
         async with client_of(app(runtime)) as client:
             listing = await client.get("/")
             page = await client.get(f"/runs/{run.id}")
             summary = await client.get(f"/api/runs/{run.id}")
             step = await client.get(f"/api/runs/{run.id}/steps/0")
-    for html in (listing.text, page.text, json.loads(summary.text)["summary"]):
+            labels = await client.get(f"/runs/{label.id}")
+    for html in (listing.text, page.text, json.loads(summary.text)["summary"], labels.text):
         assert "<script>alert" not in html
+        assert "<k>" not in html
+    chip = "&lt;k&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;=&lt;script&gt;"
+    assert f"<span class=chip>{chip}" in listing.text
+    assert f"<span class=chip>{chip}" in labels.text
     assert "&lt;b&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in listing.text
     assert "ValueError" in page.text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page.text
