@@ -212,3 +212,22 @@ async def test_a_version_3_journal_gains_run_attributes(
     assert ("customer", "c-18") in query_journal(
         db_path, "SELECT key, value FROM run_attributes WHERE run_id = ?", (run.id,)
     )
+
+
+async def test_runs_show_reads_a_version_3_journal_without_attributes(
+    make_runtime: Callable[..., rw.Runtime],
+    db_path: Path | str,
+    capsys: pytest.CaptureFixture[str],
+):
+    async with make_runtime() as runtime:
+        run = await runtime.start(sets_or_not)
+        await run.result(timeout=10)
+    await anyio.to_thread.run_sync(as_version_3, db_path)
+
+    def show() -> str:
+        assert main(["runs", "show", run.id, "--db", str(db_path)]) == 0
+        return capsys.readouterr().out
+
+    text = await anyio.to_thread.run_sync(show)  # read-only: nothing is upgraded
+    assert "status    completed" in text
+    assert "attrs" not in text
