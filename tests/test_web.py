@@ -411,6 +411,16 @@ def test_runwright_ui_refuses_what_it_cannot_serve(tmp_path: Path, capsys: Any):
     assert main(["ui", "--db", str(missing), "--port", "70000"]) == 1
 
 
+def test_runwright_ui_says_what_to_install(tmp_path: Path, capsys: Any, monkeypatch: Any):
+    import sys
+
+    from runwright._cli import main
+
+    monkeypatch.setitem(sys.modules, "hypercorn.config", None)  # as if not installed
+    assert main(["ui", "--db", str(tmp_path / "j.db")]) == 1
+    assert "pip install 'runwright[ui]'" in capsys.readouterr().err
+
+
 def test_runwright_ui_read_only_serves_pages_and_no_actions(db_path: Path | str):
     import signal
     import subprocess
