@@ -172,14 +172,14 @@ async def test_runs_show_prints_the_attributes(
     assert shown["attributes"]["customer"] == "c-18"
 
 
-def as_version_3(db: Path | str) -> None:
-    """Make the journal look as version 3 left it: no run attributes, version 3."""
+def as_version_4(db: Path | str) -> None:
+    """Make the journal look as version 4 left it: no run attributes, version 4."""
     drop = ("DROP TABLE run_attributes", "DROP INDEX runs_by_created")
     if isinstance(db, Path):
         with contextlib.closing(sqlite3.connect(db)) as conn:
             for statement in drop:
                 conn.execute(statement)
-            conn.execute("PRAGMA user_version = 3")
+            conn.execute("PRAGMA user_version = 4")
             conn.commit()
         return
     import psycopg
@@ -191,15 +191,15 @@ def as_version_3(db: Path | str) -> None:
         conn.execute(f'SET search_path TO "{target.schema}"')
         for statement in drop:
             conn.execute(statement)
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
-async def test_a_version_3_journal_gains_run_attributes(
+async def test_a_version_4_journal_gains_run_attributes(
     make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
     async with make_runtime():
         pass
-    await anyio.to_thread.run_sync(as_version_3, db_path)
+    await anyio.to_thread.run_sync(as_version_4, db_path)
     async with make_runtime() as runtime:
         run = await runtime.start(order_flow, "o-3")
         await run.result(timeout=10)
@@ -208,13 +208,13 @@ async def test_a_version_3_journal_gains_run_attributes(
         if isinstance(db_path, Path)
         else "SELECT value FROM meta WHERE key = 'schema_version'"
     )
-    assert int(query_journal(db_path, version_sql)[0][0]) == 4
+    assert int(query_journal(db_path, version_sql)[0][0]) == 5
     assert ("customer", "c-18") in query_journal(
         db_path, "SELECT key, value FROM run_attributes WHERE run_id = ?", (run.id,)
     )
 
 
-async def test_runs_show_reads_a_version_3_journal_without_attributes(
+async def test_runs_show_reads_a_version_4_journal_without_attributes(
     make_runtime: Callable[..., rw.Runtime],
     db_path: Path | str,
     capsys: pytest.CaptureFixture[str],
@@ -222,7 +222,7 @@ async def test_runs_show_reads_a_version_3_journal_without_attributes(
     async with make_runtime() as runtime:
         run = await runtime.start(sets_or_not)
         await run.result(timeout=10)
-    await anyio.to_thread.run_sync(as_version_3, db_path)
+    await anyio.to_thread.run_sync(as_version_4, db_path)
 
     def show() -> str:
         assert main(["runs", "show", run.id, "--db", str(db_path)]) == 0

@@ -16,7 +16,7 @@ import anyio
 import attrs
 
 from .._exceptions import RunNotFound
-from ..journal._attributes import attributes_of
+from ..journal._attributes import ATTRIBUTES_VERSION, attributes_of
 from ..journal._codec import DefaultCodec
 from ..journal._events import Kind
 from ..journal._queries import (
@@ -120,13 +120,13 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def _has_attributes(conn: Connection, target: Target) -> bool:
-    """Whether the journal keeps run attributes (schema version 4 or later): a read-only
+    """Whether the journal keeps run attributes (schema version 5 or later): a read-only
     look at an older journal upgrades nothing, and finds none."""
     if target.backend == "sqlite":
         row = conn.execute("PRAGMA user_version").fetchone()
     else:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) >= 4
+    return int(row[0]) >= ATTRIBUTES_VERSION
 
 
 def cancel_command(args: argparse.Namespace) -> int:

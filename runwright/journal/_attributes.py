@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from ._events import Kind
 from ._tx import Connection, Tx
 
-__all__ = ["attributes_of", "write_attributes"]
+__all__ = ["ATTRIBUTES_VERSION", "attributes_of", "write_attributes"]
+
+#: The journal schema version that added ``run_attributes``.
+ATTRIBUTES_VERSION = 5
 
 #: One attribute as journaled: key, text form, type name (str/int/float/bool), payload.
 Attribute = tuple[str, str, str, bytes]
