@@ -5,6 +5,7 @@ Workflows are ``async def`` functions decorated with ``@rw.workflow`` that call
 SQLite, so a run survives crashes and restarts and resumes where it stopped.
 """
 
+from ._attributes import set_attribute as set_attribute
 from ._context import ChildHandle as ChildHandle
 from ._context import Hook as Hook
 from ._context import RunInfo as RunInfo
@@ -160,6 +161,7 @@ __all__ = [
     "run_info",
     "schedule",
     "select",
+    "set_attribute",
     "set_event",
     "sleep",
     "sleep_until",

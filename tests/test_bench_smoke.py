@@ -26,6 +26,7 @@ REPLAY = BENCH.with_name("replay.py")
 PRUNE = BENCH.with_name("prune.py")
 PAYLOADS = BENCH.with_name("payloads.py")
 SCHEDULES = BENCH.with_name("schedules.py")
+WEB = BENCH.with_name("web.py")
 
 
 def run_quick(
@@ -126,6 +127,20 @@ def test_prune_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
     proc, _ = run_quick(PRUNE, tmp_path, *args)
     assert re.search(r"^load \+ prune .* 10,000 in ", proc.stdout, re.MULTILINE), proc.stdout
     assert "worst stall the prune added: " in proc.stdout
+    if journal_backend == "postgresql":
+        assert schemas_named(prefix) == []
+
+
+def test_web_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    args: tuple[str, ...] = ()
+    if journal_backend == "postgresql":
+        url, prefix = pg_target()
+        args = ("--db", url)
+    proc, header = run_quick(WEB, tmp_path, *args)
+    for column in ("rows", "median ms", "p95 ms", "target", "met"):
+        assert column in header
+    assert re.search(r"^page at run 18,000 +50 ", proc.stdout, re.MULTILINE), proc.stdout
+    assert re.search(r"^attribute \(200 runs\) +4 ", proc.stdout, re.MULTILINE), proc.stdout
     if journal_backend == "postgresql":
         assert schemas_named(prefix) == []
 

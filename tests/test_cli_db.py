@@ -91,16 +91,16 @@ def test_migrate_creates_the_journal_then_finds_it_current(
     db = str(db_path)
     assert run_cli(capsys, "db", "migrate", "--db", db) == (
         0,
-        f"{describe(db)}: created the journal at version 4\n",
+        f"{describe(db)}: created the journal at version 5\n",
         "",
     )
     assert query_journal(db_path, "SELECT count(*) FROM runs") == [(0,)]
     assert run_cli(capsys, "db", "migrate", "--db", db) == (
         0,
-        f"{describe(db)}: already at version 4\n",
+        f"{describe(db)}: already at version 5\n",
         "",
     )
-    assert info(capsys, db_path)["version"] == 4
+    assert info(capsys, db_path)["version"] == 5
 
 
 async def test_opening_a_runtime_migrates(
@@ -109,7 +109,7 @@ async def test_opening_a_runtime_migrates(
     async with rw.Runtime(db_path, synchronous="NORMAL"):
         pass
     status, out, _ = await cli(capsys, "db", "migrate", "--db", str(db_path))
-    assert (status, out) == (0, f"{describe(db_path)}: already at version 4\n")
+    assert (status, out) == (0, f"{describe(db_path)}: already at version 5\n")
 
 
 @pytest.mark.postgres_only("an SQLite journal is created by whoever opens the file first")
@@ -120,7 +120,7 @@ async def test_a_runtime_told_not_to_migrate_needs_db_migrate(
         async with rw.Runtime(db_path, migrate=False):
             pass
     status, out, _ = await cli(capsys, "db", "migrate", "--db", db_path)
-    assert (status, out) == (0, f"{describe(db_path)}: created the journal at version 4\n")
+    assert (status, out) == (0, f"{describe(db_path)}: created the journal at version 5\n")
     async with rw.Runtime(db_path, migrate=False) as runtime:
         assert await (await runtime.start(quick)).result() == "done"
 
@@ -136,11 +136,11 @@ def test_migrate_upgrades_an_older_journal(
         conn.execute("PRAGMA user_version = 1")
     assert run_cli(capsys, "db", "migrate", "--db", str(db_path)) == (
         0,
-        f"{db_path}: upgraded from version 1 to 4\n",
+        f"{db_path}: upgraded from version 1 to 5\n",
         "",
     )
     assert query_journal(db_path, "SELECT count(*) FROM streams") == [(0,)]
-    assert info(capsys, db_path)["version"] == 4
+    assert info(capsys, db_path)["version"] == 5
 
 
 def test_a_newer_journal_is_refused(
@@ -158,7 +158,7 @@ def test_a_newer_journal_is_refused(
         assert (status, out) == (1, ""), argv
         assert err == (
             f"runwright: error: {describe(db)} has journal schema version 99, newer than "
-            "this runwright understands (4); upgrade runwright\n"
+            "this runwright understands (5); upgrade runwright\n"
         )
 
 
@@ -169,7 +169,7 @@ def test_migrate_into_a_schema_named_by_option(
     schema = PgTarget(db_path).schema
     server = db_path.partition("?")[0]
     status, out, _ = run_cli(capsys, "db", "migrate", "--db", server, "--schema", schema)
-    assert (status, out) == (0, f"{server} (schema {schema}): created the journal at version 4\n")
+    assert (status, out) == (0, f"{server} (schema {schema}): created the journal at version 5\n")
     status, out, _ = run_cli(capsys, "db", "info", "--db", server, "--schema", schema, "--json")
     assert (status, json.loads(out)["schema"]) == (0, schema)
     assert query_journal(db_path, "SELECT count(*) FROM runs") == [(0,)]  # where the URL says
@@ -206,7 +206,7 @@ async def test_info_counts_runs_and_shows_who_holds_leases(
         assert shown["backend"] == ("sqlite" if isinstance(db_path, Path) else "postgresql")
         assert shown["target"] == db.partition("?")[0]
         assert shown["schema"] == (None if isinstance(db_path, Path) else PgTarget(db).schema)
-        assert shown["version"] == 4
+        assert shown["version"] == 5
         assert shown["runs"] == {
             "pending": 0,
             "running": 1,
@@ -225,7 +225,7 @@ async def test_info_counts_runs_and_shows_who_holds_leases(
             f"backend  {shown['backend']}",
             f"target   {shown['target']}",
             *([] if shown["schema"] is None else [f"schema   {shown['schema']}"]),
-            "version  4",
+            "version  5",
             "runs     3 (0 pending, 1 running, 1 completed, 1 failed, 0 cancelled)",
         ]
         assert lines[-3] == "owners   1"
@@ -257,8 +257,8 @@ async def test_db_commands_as_subprocesses(db_path: Path | str, tmp_path: Path) 
     with anyio.fail_after(60):
         migrated = await anyio.run_process([*command, "migrate"], env=env, cwd=tmp_path)
         assert migrated.stdout.decode() == (
-            f"{describe(db_path)}: created the journal at version 4\n"
+            f"{describe(db_path)}: created the journal at version 5\n"
         )
         shown = await anyio.run_process([*command, "info"], env=env, cwd=tmp_path)
-    assert "\nversion  4\nruns     0 (0 pending," in shown.stdout.decode()
+    assert "\nversion  5\nruns     0 (0 pending," in shown.stdout.decode()
     assert shown.stderr == b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import runwright as rw
 import runwright.asgi
 import runwright.testing
+import runwright.web
 
 
 def test_all_names_exist_and_are_sorted():
@@ -16,7 +17,7 @@ def test_all_names_exist_and_are_sorted():
 
 def test_no_private_module_leaks_into_the_namespace():
     public = {name for name in dir(rw) if not name.startswith("_")}
-    subpackages = {"actors", "asgi", "journal", "streams", "testing"}
+    subpackages = {"actors", "asgi", "journal", "streams", "testing", "web"}
     assert public - subpackages - {"annotations"} == set(rw.__all__)
 
 
@@ -48,3 +49,7 @@ def test_asgi_tier():
         "interrupt_streams_on_signals",
         "stream_response",
     ]
+
+
+def test_web_tier():
+    assert runwright.web.__all__ == ["PAGE_SIZE", "WebApp", "app"]

@@ -341,7 +341,7 @@ async def test_a_version_2_journal_opens_and_its_runs_resume(
     assert version_of(db_path) == 2
 
     async with make_runtime() as runtime:
-        assert version_of(db_path) == 4
+        assert version_of(db_path) == 5
         assert await runtime.get_run(pending.id).result() == len(data)
         assert await runtime.get_run(waiting.id).result() == 10
         assert await runtime.get_run(ended.id).result() == b"old"
@@ -361,14 +361,14 @@ async def test_a_runtime_told_not_to_migrate_refuses_a_version_2_schema(
     async with make_runtime():
         pass
     as_version_2(db_path)
-    with pytest.raises(rw.SchemaVersionError, match=r"older than this runwright's \(4\); upgrade"):
+    with pytest.raises(rw.SchemaVersionError, match=r"older than this runwright's \(5\); upgrade"):
         async with make_runtime(migrate=False):
             pass
     assert version_of(db_path) == 2
     with anyio.fail_after(30):
         async with make_runtime():
             pass
-    assert version_of(db_path) == 4
+    assert version_of(db_path) == 5
 
 
 # -- runs show ----------------------------------------------------------------------------

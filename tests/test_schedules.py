@@ -327,10 +327,10 @@ async def test_a_version_3_journal_gets_schedules_when_opened(
         await settle(clock, start + 2 * QUARTER)
         assert len(await results(runtime, 2)) == 2
     if isinstance(db_path, Path):
-        assert query_journal(db_path, "PRAGMA user_version") == [(4,)]
+        assert query_journal(db_path, "PRAGMA user_version") == [(5,)]
     else:
         version = query_journal(db_path, "SELECT value FROM meta WHERE key = 'schema_version'")
-        assert version == [("4",)]
+        assert version == [("5",)]
     assert query_journal(db_path, "SELECT name, last_tick FROM schedules") == [
         ("schedules.sync_inventory", start + QUARTER)
     ]

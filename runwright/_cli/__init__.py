@@ -16,10 +16,11 @@ a client runtime
 reads through one, whose journal watcher wakes it as soon as another process
 appends to the stream or ends the run. ``db migrate`` creates or upgrades the
 journal; ``worker`` executes runs; ``replay`` checks that the loaded code
-still replays the journal's runs (reading it read-only).
+still replays the journal's runs (reading it read-only); ``ui`` serves the web
+view (``runwright.web``) through a client runtime.
 
-The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker`` and
-``_replay``; what
+The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker``,
+``_replay`` and ``_ui``; what
 they share (the journal's address, a read-only connection, errors) in
 ``_common``, and how they print in ``_format``.
 
@@ -41,7 +42,7 @@ from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
 from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
-from . import _db, _replay, _runs, _schedules, _streams, _worker
+from . import _db, _replay, _runs, _schedules, _streams, _ui, _worker
 from ._common import CommandError, raw_target
 
 __all__ = ["main"]
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_db(commands, db, as_json)
     _add_worker(commands, db)
     _add_replay(commands, db, as_json)
+    _ui.add_parser(commands, db)
     return parser
 
 

@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._exceptions import RunNotFound
+from ..journal._attributes import ATTRIBUTES_VERSION, attributes_of
 from ..journal._codec import DefaultCodec
 from ..journal._events import Kind
 from ..journal._queries import (
@@ -28,7 +29,8 @@ from ..journal._queries import (
     steps_of,
 )
 from ..journal._states import RunStatus
-from ._common import CommandError, check_journal, client, read_only, target_of
+from ..journal._tx import Connection
+from ._common import CommandError, Target, check_journal, client, read_only, target_of
 from ._format import iso, print_json, print_table, short_type, summary_json
 from ._timeline import build_view, print_view
 
@@ -89,7 +91,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     # One read transaction: the row, events and steps are one consistent snapshot.
-    with read_only(target_of(args)) as conn:
+    target = target_of(args)
+    with read_only(target) as conn:
         row = run_row(conn, args.run_id, with_args=False)
         if row is None:
             raise RunNotFound(args.run_id)
@@ -104,12 +107,26 @@ def show_command(args: argparse.Namespace) -> int:
             if step.status == "retrying"
         }
         problem = problem_of(conn, args.run_id)
+        attributes = (
+            attributes_of(conn, [args.run_id])[args.run_id] if _has_attributes(conn, target) else {}
+        )
     view = build_view(row, events, retry_at, problem, DefaultCodec())
+    view = attrs.evolve(view, attributes=attributes)
     if args.json:
         print_json(view.as_json())
     else:
         print_view(view)
     return 0
+
+
+def _has_attributes(conn: Connection, target: Target) -> bool:
+    """Whether the journal keeps run attributes (schema version 5 or later): a read-only
+    look at an older journal upgrades nothing, and finds none."""
+    if target.backend == "sqlite":
+        row = conn.execute("PRAGMA user_version").fetchone()
+    else:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) >= ATTRIBUTES_VERSION
 
 
 def cancel_command(args: argparse.Namespace) -> int:

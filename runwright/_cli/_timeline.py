@@ -34,6 +34,17 @@ from ._format import (
 __all__ = ["RunView", "build_view", "print_view"]
 
 _TERMINAL = frozenset(status.value for status in RunStatus if status.is_terminal)
+#: Events shown as a mark with the name they carry.
+_NAMED_MARKS = frozenset(
+    {
+        Kind.CANCEL_REQUESTED,
+        Kind.PATCHED,
+        Kind.HOOK_CREATED,
+        Kind.HOOK_RECEIVED,
+        Kind.ATTRIBUTE_SET,
+        Kind.STEP_ATTRIBUTE_SET,
+    }
+)
 #: A step's status from its last attempt's outcome.
 _STEP_STATUS = {
     "ok": "completed",
@@ -190,6 +201,8 @@ class RunView:
     error: ErrorInfo | None
     problem: tuple[str, str, float] | None
     timeline: list[_Entry]
+    #: What ``rw.set_attribute`` set: the latest text form of each key.
+    attributes: dict[str, str] = attrs.field(factory=dict)
 
     def as_json(self) -> dict[str, object]:
         summary = summary_json(self.row, self.problem)
@@ -204,6 +217,7 @@ class RunView:
             "kwargs": kwargs,
             "result": result,
             "error": None if self.error is None else self.error.as_json(),
+            "attributes": self.attributes,
             "timeline": [entry.as_json() for entry in self.timeline],
         }
 
@@ -283,8 +297,9 @@ def build_view(
             deadline = decode(codec, event.payload)
             when = iso(deadline) if isinstance(deadline, float) else None
             timeline.append(_Mark(kind, event.at, when))
-        elif kind in (Kind.CANCEL_REQUESTED, Kind.PATCHED, Kind.HOOK_CREATED, Kind.HOOK_RECEIVED):
-            timeline.append(_Mark(kind, event.at, event.name))  # the reason, patch id or token
+        elif kind in _NAMED_MARKS:
+            # The reason, patch id, token or attribute key.
+            timeline.append(_Mark(kind, event.at, event.name))
         elif kind == Kind.CHILD_STARTED:
             child = (event.payload or b"").decode("utf-8", "replace")
             timeline.append(_Mark(kind, event.at, f"{child} ({event.name})"))
@@ -352,6 +367,9 @@ def print_view(view: RunView) -> None:
         ("finished", iso(row.finished_at)),
         ("args", view.args),
     ]
+    if view.attributes:
+        shown = ", ".join(f"{key}={value}" for key, value in view.attributes.items())
+        fields.append(("attrs", shorten(shown, 500)))
     if view.result is not None:
         fields.append(("result", view.result))
     if view.error is not None:

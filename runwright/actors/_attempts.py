@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._attributes import step_attributes
 from .._context import StepInfo, current_step
 from .._exceptions import EncodeError, FatalError, JournalError, RetryableError, StepTimeout
+from ..journal._attributes import write_attributes
 from ..journal._codec import encode_error
 from ..journal._tx import Tx
 from ..streams._hub import AttemptStreams, current_attempt
@@ -97,7 +99,7 @@ async def _run_step(
                 if not won:
                     break
             claimed = False
-            ok, payload, error_or_none = await _attempt(actor, command, attempt)
+            ok, payload, error_or_none, attributes = await _attempt(actor, command, attempt)
             fault = None if ok else _journal_fault(error_or_none)
             if fault is not None:
                 log.info(
@@ -113,12 +115,12 @@ async def _run_step(
                 continue
             fault_delay = 0.05
             if ok:
-                outcome = StepDone(cid, name, attempt, True, payload)
+                outcome = StepDone(cid, name, attempt, True, payload, attributes)
                 break
             assert error_or_none is not None
             error = error_or_none
             if isinstance(error, FatalError | EncodeError) or attempt >= definition.max_attempts:
-                outcome = StepDone(cid, name, attempt, False, payload)
+                outcome = StepDone(cid, name, attempt, False, payload, attributes)
                 break
             delay = (
                 error.retry_after
@@ -130,14 +132,7 @@ async def _run_step(
             won = await _write_until_taken(
                 sup,
                 functools.partial(
-                    Tx.retry_step,
-                    run_id=run_id,
-                    cid=cid,
-                    name=name,
-                    attempt=attempt,
-                    error=payload,
-                    retry_at=when,
-                    at=at,
+                    _retry, run_id, cid, name, attempt, payload, when, at, attributes
                 ),
             )
             if not won:
@@ -158,13 +153,55 @@ async def _run_step(
     return None
 
 
+def _retry(
+    run_id: str,
+    cid: int,
+    name: str,
+    attempt: int,
+    error: bytes,
+    retry_at: float,
+    at: float,
+    attributes: Attributes,
+    tx: Tx,
+) -> bool:
+    """Record a failed attempt that will be retried, with the attributes it set."""
+    won = tx.retry_step(run_id, cid, name, attempt, error, retry_at, at)
+    if won and attributes:
+        write_attributes(tx, run_id, attributes, at, cid=cid, attempt=attempt)
+    return won
+
+
+#: What ``rw.set_attribute`` set in an attempt: (key, text, type name, payload).
+Attributes = tuple[tuple[str, str, str, bytes], ...]
+
+
 async def _attempt(
     actor: RunActor, command: StepCommand, attempt: int
+) -> tuple[bool, bytes, Exception | None, Attributes]:
+    """Run one attempt: whether it succeeded, its result or error payload, the error,
+    and the attributes it set (journaled with its end)."""
+    set_here: dict[str, tuple[str, str, str, object]] = {}
+    ok, payload, error = await _run_attempt(actor, command, attempt, set_here)
+    attributes = []
+    for key, text, type_name, value in set_here.values():
+        try:
+            attributes.append((key, text, type_name, actor.sup.codec.encode(value)))
+        except EncodeError:  # a str, int, float or bool: only a custom codec could refuse
+            attributes.append((key, text, type_name, b""))
+    return ok, payload, error, tuple(attributes)
+
+
+async def _run_attempt(
+    actor: RunActor,
+    command: StepCommand,
+    attempt: int,
+    attributes: dict[str, tuple[str, str, str, object]],
 ) -> tuple[bool, bytes, Exception | None]:
     sup = actor.sup
     definition: StepDefinition[Any, Any] = command.definition
     info = StepInfo(actor.run_id, f"{actor.run_id}:{command.cid}", command.name, attempt)
     streams = AttemptStreams(sup.streams, info.step_id, attempt)
+    attributes_token = step_attributes.set(attributes)
     token = current_step.set(info)
     streams_token = current_attempt.set(streams)
     sup.step_started()
@@ -212,6 +249,7 @@ async def _attempt(
     finally:
         current_attempt.reset(streams_token)
         current_step.reset(token)
+        step_attributes.reset(attributes_token)
         sup.step_finished()
     try:
         return True, sup.codec.encode(result), None

@@ -16,6 +16,7 @@ import attrs
 
 __all__ = [
     "HOOK_ENDED",
+    "AttributeCommand",
     "CancelCommand",
     "ChildCommand",
     "ChildResult",
@@ -175,6 +176,21 @@ class PublishCommand:
 
 
 @attrs.frozen
+class AttributeCommand:
+    """Set the run's attribute *key* (text form, type name, encoded value) at position *cid*."""
+
+    cid: int
+    key: str
+    text: str
+    type_name: str
+    payload: bytes
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return ("attribute", self.key)
+
+
+@attrs.frozen
 class ChildCommand:
     """Start child run *child_id* (derived from the parent's id and *cid*)."""
 
@@ -231,6 +247,7 @@ Command = (
     | CancelCommand
     | PatchCommand
     | PublishCommand
+    | AttributeCommand
 )
 
 
@@ -246,4 +263,6 @@ def describe(label: tuple[str, str]) -> str:
         return f"rw.patched({name!r})"
     if kind == "publish":
         return f"rw.set_event({name!r})"
+    if kind == "attribute":
+        return f"rw.set_attribute({name!r})"
     return kind

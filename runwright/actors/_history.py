@@ -33,6 +33,7 @@ __all__ = [
 COMMAND_KINDS = {
     Kind.PATCHED: "patch",
     Kind.EVENT_SET: "publish",
+    Kind.ATTRIBUTE_SET: "attribute",
     Kind.STEP_SCHEDULED: "step",
     Kind.WAIT_CREATED: "sleep",
     Kind.HOOK_CREATED: "hook",

@@ -45,6 +45,7 @@ import attrs
 from .._exceptions import Cancelled, EncodeError, NonDeterminismError, RunwrightError
 from ._commands import (
     HOOK_ENDED,
+    AttributeCommand,
     CancelCommand,
     ChildCommand,
     ChildResult,
@@ -324,6 +325,11 @@ class Interpreter:
         self._hooks[cid] = _HookState(token)
         self._commands.append(HookCommand(cid, token, generated))
         return cid, token
+
+    def set_attribute(self, key: str, text: str, type_name: str, payload: bytes) -> None:
+        """Set the run's attribute *key* (called synchronously from the body)."""
+        cid = self._issue(None, ("attribute", key))
+        self._commands.append(AttributeCommand(cid, key, text, type_name, payload))
 
     def publish(self, key: str, value: bytes) -> None:
         """Publish an encoded value under *key* (called synchronously from the body)."""

@@ -35,6 +35,8 @@ class StepDone:
     attempt: int
     ok: bool
     payload: bytes
+    #: What ``rw.set_attribute`` set in the attempt: (key, text, type name, payload).
+    attributes: tuple[tuple[str, str, str, bytes], ...] = ()
 
 
 @attrs.frozen

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._exceptions import EncodeError
+from ..journal._attributes import write_attributes
 from ..journal._codec import encode_error
 from ..journal._tx import Tx
 from ._commands import (
+    AttributeCommand,
     CancelCommand,
     ChildCommand,
     Command,
@@ -74,6 +76,9 @@ def journal_commands(actor: RunActor, tx: Tx, commands: list[Command], at: float
             tx.record_patch(actor.run_id, command.cid, command.patch_id, at)
         elif isinstance(command, PublishCommand):
             tx.set_event(actor.run_id, command.cid, command.key, command.value, at)
+        elif isinstance(command, AttributeCommand):
+            attribute = (command.key, command.text, command.type_name, command.payload)
+            write_attributes(tx, actor.run_id, [attribute], at, cid=command.cid)
         elif isinstance(command, CancelCommand):
             if command.kind == "step":
                 tx.cancel_step(actor.run_id, command.cid, at)
@@ -139,13 +144,18 @@ def _type_name(error: BaseException) -> str:
 
 
 def end_step(run_id: str, message: StepDone, at: float) -> Callable[[Tx], object]:
-    if message.ok:
-        return lambda tx: tx.complete_step(
-            run_id, message.cid, message.name, message.attempt, message.payload, at
-        )
-    return lambda tx: tx.fail_step(
-        run_id, message.cid, message.name, message.attempt, message.payload, at
-    )
+    """The write of a step's final outcome, with the attributes its attempt set."""
+    end = Tx.complete_step if message.ok else Tx.fail_step
+
+    def write(tx: Tx) -> object:
+        event = end(tx, run_id, message.cid, message.name, message.attempt, message.payload, at)
+        if event is not None and message.attributes:
+            write_attributes(
+                tx, run_id, message.attributes, at, cid=message.cid, attempt=message.attempt
+            )
+        return event
+
+    return write
 
 
 def request_cancel(run_id: str, at: float) -> Callable[[Tx], object]:

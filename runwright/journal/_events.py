@@ -51,6 +51,11 @@ class Kind:
     EVENT_SET = "event_set"
     STREAM_APPENDED = "stream_appended"
     STREAM_CLOSED = "stream_closed"
+    #: ``rw.set_attribute`` in a workflow body: a command at position ``cid``.
+    ATTRIBUTE_SET = "attribute_set"
+    #: ``rw.set_attribute`` in a step: written with the attempt's end (``cid`` is the
+    #: step's position, ``attempt`` the attempt's number).
+    STEP_ATTRIBUTE_SET = "step_attribute_set"
 
 
 #: The ``waits`` position of a run's deadline (``timeout=``): never a command's.

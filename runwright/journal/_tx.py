@@ -76,6 +76,7 @@ _RUN_TABLES = (
     "stream_chunks",
     "streams",
     "run_problems",
+    "run_attributes",
     "runs",
 )
 _WAIT_FIRE_FROM = _in(sources(WAIT_TRANSITIONS, "fired"))

@@ -24,8 +24,26 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema", "lock_key", "schema_version"]
 
 #: Version 2 is the layout of the SQLite journal's version 2 (streams included); version 3,
 #: like SQLite's, keeps run arguments and outcomes in events only, and stores payloads
-#: EXTERNAL; version 4 adds ``schedules``.
-SCHEMA_VERSION = 4
+#: EXTERNAL; version 4 adds ``schedules``; version 5 adds run attributes.
+SCHEMA_VERSION = 5
+
+# -- version 5: run attributes ---------------------------------------------------------
+# Self-contained (a new table and two indexes; nothing existing changes), so that it
+# merges with other additive blocks. See the SQLite schema for what it holds.
+_RUN_ATTRIBUTES = """
+CREATE TABLE IF NOT EXISTS run_attributes (
+    run_id          TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    value           TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    run_created_at  DOUBLE PRECISION NOT NULL,
+    set_at          DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS run_attributes_by_value
+    ON run_attributes (key, value, run_created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, run_id);
+"""
 
 #: What version 3 changes in a version 2 schema (and sets up in a new one).
 _EXTERNAL_PAYLOADS = """
@@ -214,6 +232,7 @@ def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int
             conn.execute(_TABLES)
             conn.execute(_EXTERNAL_PAYLOADS)
             conn.execute(_SCHEDULES)
+            conn.execute(_RUN_ATTRIBUTES)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s)",
                 (str(SCHEMA_VERSION),),
@@ -232,6 +251,8 @@ def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int
                 conn.execute(_EXTERNAL_PAYLOADS)
             if version < 4:
                 conn.execute(_SCHEDULES)  # version 4 added schedules
+            if version < 5:
+                conn.execute(_RUN_ATTRIBUTES)  # version 5: run attributes (see above)
             conn.execute(
                 "UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )

@@ -35,8 +35,31 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
 #: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 added
-#: ``schedules``.
-SCHEMA_VERSION = 4
+#: ``schedules``; 5 added run attributes and the index the web view pages runs by.
+SCHEMA_VERSION = 5
+
+# -- version 5: run attributes ---------------------------------------------------------
+# Self-contained (a new table and two indexes; nothing existing changes), so that it
+# merges with other additive blocks. ``run_attributes`` holds the latest
+# value of each attribute a run set (``rw.set_attribute``), materialized from its
+# ``attribute_set``/``step_attribute_set`` events in the same transaction. It copies the
+# run's ``created_at`` so that the runs with one attribute value are read newest first
+# straight from ``run_attributes_by_value``, a page at a time (keyset, not OFFSET).
+# ``runs_by_created`` does the same for the unfiltered list.
+_RUN_ATTRIBUTES = """
+CREATE TABLE IF NOT EXISTS run_attributes (
+    run_id          TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    value           TEXT NOT NULL,  -- the text form: 'c-17', '42', '0.5', 'true'
+    type            TEXT NOT NULL,  -- str, int, float or bool
+    run_created_at  REAL NOT NULL,
+    set_at          REAL NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_attributes_by_value
+    ON run_attributes (key, value, run_created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, run_id);
+"""
 
 _STREAMS = """
 CREATE TABLE streams (
@@ -177,7 +200,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES)
+            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES + _RUN_ATTRIBUTES)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -189,6 +212,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
             # versions copied into runs stays, unread, until the run is pruned.
             if version < 4:
                 _create(conn, _SCHEDULES)  # version 4 added schedules
+            if version < 5:
+                _create(conn, _RUN_ATTRIBUTES)  # version 5: run attributes (see above)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
