@@ -31,7 +31,9 @@ Each of ``--repeat`` rounds (default 5) gets a fresh journal and a fresh
 for another's writes still in the page cache.
 
 The journal's size: on SQLite the database file plus its ``-wal`` and
-``-shm``; on PostgreSQL ``pg_total_relation_size`` of every table of the
+``-shm`` and the files of its ``-blobs`` directory (where a payload over
+1 MiB is stored, written and fsynced once: the floor this backend is held
+to); on PostgreSQL ``pg_total_relation_size`` of every table of the
 journal's schema (TOAST and indexes included; the server's own WAL is not
 counted). Growth is bytes added / payload size, the median over rounds.
 
@@ -58,6 +60,7 @@ from report import format_machine, fs_type, host_facts, load_average, render_tab
 
 import runwright as rw
 from runwright.journal.postgres._url import PgTarget
+from runwright.journal.sqlite import blob_usage
 from runwright.journal.sqlite._checkpoint import CHECKPOINT_BYTES
 
 TARGET_GROWTH = 1.1
@@ -72,7 +75,8 @@ async def payload_size(data: bytes) -> int:
 
 def journal_size(db: str) -> int:
     if not db.startswith("postgresql"):
-        return sum(os.path.getsize(p) for p in (db, f"{db}-wal", f"{db}-shm") if os.path.exists(p))
+        files = (db, f"{db}-wal", f"{db}-shm")
+        return sum(os.path.getsize(p) for p in files if os.path.exists(p)) + blob_usage(db)[1]
     import psycopg
 
     target = PgTarget(db, None)
@@ -203,7 +207,7 @@ def main() -> int:
     else:
         where = args.dir or tempfile.gettempdir()
         print(f"journal  sqlite, synchronous FULL, in {where} ({fs_type(where)})")
-        print("size     the database file + -wal + -shm")
+        print("size     the database file + -wal + -shm + the -blobs directory's files")
     data = os.urandom(int(args.mb * 1_000_000))
     rounds: list[dict[str, Any]] = []
     for index in range(args.repeat):

@@ -22,6 +22,11 @@ closed) and one per chunk, indexed from 0 in commit order. Appending chunks
 also appends a ``stream_appended`` event, and closing a ``stream_closed``
 one, in the same transaction, so that other processes notice them the way
 they notice every other change.
+
+``blobs`` names the files of the journal's blob directory (``PATH-blobs/``)
+that hold payloads over 1 MiB, each with its run: a TEXT ``events.payload``
+is a reference to one of them (see ``_blobs``). A file no row names is an
+orphan of a transaction that did not commit, and is removed.
 """
 
 from __future__ import annotations
@@ -34,8 +39,18 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
-#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``.
-SCHEMA_VERSION = 3
+#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 keeps
+#: payloads over 1 MiB in files, referenced from ``events.payload`` (see ``_blobs``).
+SCHEMA_VERSION = 4
+
+_BLOBS = """
+CREATE TABLE IF NOT EXISTS blobs (
+    name    TEXT PRIMARY KEY,
+    run_id  TEXT NOT NULL,
+    size    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_by_run ON blobs (run_id);
+"""
 
 _STREAMS = """
 CREATE TABLE streams (
@@ -158,7 +173,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            _create(conn, _SCHEMA + _STREAMS)
+            _create(conn, _SCHEMA + _STREAMS + _BLOBS)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -168,6 +183,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 _create(conn, _STREAMS)  # version 2 added streams and changed nothing else
             # Version 3 writes run arguments and outcomes in events only; what older
             # versions copied into runs stays, unread, until the run is pruned.
+            if version < 4:
+                _create(conn, _BLOBS)  # older journals hold every payload in events
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
