@@ -24,8 +24,11 @@ Each of ``--repeat`` rounds (default 5) gets a fresh journal and a fresh
   the plain driver, nothing of runwright's around it (SQLite: a new file
   next to the journal, WAL, ``synchronous=FULL``, no automatic checkpoint;
   PostgreSQL: a table in the journal's schema, the column ``EXTERNAL``, the
-  bytes a binary parameter): the least this backend takes to make the bytes
-  durable, which ``start()`` cannot beat.
+  bytes a binary parameter). On PostgreSQL, the least the server takes to
+  make the bytes durable, which ``start()`` cannot beat. On SQLite, what the
+  value would cost through SQLite's pages: a payload over 1 MiB is a file of
+  the journal's ``-blobs`` directory instead (docs/decisions/0015), so the
+  file floor is the one ``start()`` is held to.
 
 ``os.sync()`` runs before ``start()`` and before each floor, so none pays
 for another's writes still in the page cache.

@@ -98,7 +98,8 @@ class BlobWriter:
 
     def __init__(self, path: str, *, sync: bool) -> None:
         self.path = path
-        self.directory = blob_dir(path)
+        # Absolute: SQLite keeps the database open, whatever the working directory becomes.
+        self.directory = blob_dir(os.path.abspath(path))
         self._sync = sync
         self._ready = False
         #: Files written in the open transaction.
