@@ -23,6 +23,7 @@ from conftest import query_journal
 
 import runwright as rw
 from runwright._cli import main
+from runwright.journal import sqlite as sqlite_journal
 from runwright.journal._tx import Tx
 from runwright.journal.sqlite._blobs import BLOB_FROM, CHECK_BYTES
 from runwright.testing import FakeClock
@@ -330,3 +331,29 @@ async def test_a_full_disk_while_writing_a_file_is_journal_full_and_leaves_nothi
         assert await files_of(db) == []  # the partial file was removed
         assert await (await runtime.start(length, os.urandom(3_000_000))).result() == 3_000_000
     assert query_journal(db, "SELECT count(*) FROM runs") == [(1,)]
+
+
+async def test_a_file_written_under_another_writers_lock_is_never_swept(
+    db_path: Path, make_runtime: Callable[..., rw.Runtime]
+) -> None:
+    async with make_runtime() as runtime:
+        await (await runtime.start(length, os.urandom(2 * BLOB_FROM))).result()
+    name = "cd" * 16
+
+    def in_flight() -> None:
+        # Another process's transaction, between writing its file and committing.
+        other = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            Path(f"{db_path}-blobs", name).write_bytes(b"being written")
+            with pytest.raises(rw.JournalError, match="cannot vacuum"):
+                sqlite_journal.vacuum(str(db_path), busy_timeout=0.2)  # waits for the lock
+            assert name in blob_files(db_path)
+            other.execute("INSERT INTO blobs (name, run_id, size) VALUES (?, 'r', 13)", (name,))
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        sqlite_journal.vacuum(str(db_path))
+        assert name in blob_files(db_path)  # named by a committed row: kept
+
+    await anyio.to_thread.run_sync(in_flight)
