@@ -61,6 +61,7 @@ from ._exceptions import RunNotFound as RunNotFound
 from ._exceptions import RunStuck as RunStuck
 from ._exceptions import RunTimeout as RunTimeout
 from ._exceptions import RunwrightError as RunwrightError
+from ._exceptions import ScheduleNotFound as ScheduleNotFound
 from ._exceptions import SchemaVersionError as SchemaVersionError
 from ._exceptions import StepFailed as StepFailed
 from ._exceptions import StepTimeout as StepTimeout
@@ -72,6 +73,9 @@ from ._runtime import RunProblem as RunProblem
 from ._runtime import RunSummary as RunSummary
 from ._runtime import Runtime as Runtime
 from ._runtime import run as run
+from ._schedule import Schedule as Schedule
+from ._schedule import schedule as schedule
+from ._scheduler import ScheduleInfo as ScheduleInfo
 from ._streaming import Writable as Writable
 from ._streaming import readable as readable
 from ._streaming import writable as writable
@@ -130,6 +134,9 @@ __all__ = [
     "RunTimeout",
     "Runtime",
     "RunwrightError",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "StepDefinition",
     "StepFailed",
@@ -153,6 +160,7 @@ __all__ = [
     "receive",
     "run",
     "run_info",
+    "schedule",
     "select",
     "set_event",
     "sleep",

@@ -17,7 +17,7 @@ import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import anyio.to_thread
 import attrs
@@ -26,6 +26,9 @@ from ._exceptions import EncodeError, UnknownWorkflowError
 from .actors._commands import StepRequest
 from .actors._interpreter import current_interpreter
 from .journal._codec import Codec
+
+if TYPE_CHECKING:
+    from ._schedule import Schedule
 
 __all__ = [
     "Backoff",
@@ -257,6 +260,8 @@ class WorkflowDefinition(Generic[P, R]):
         self.name = name or _default_name(fn)
         self.timeout = None if timeout is None else duration(timeout, "timeout")
         self.signature = inspect.signature(fn)
+        #: Set by ``@rw.schedule``: when the workflow is started on its own.
+        self.schedule: Schedule | None = None
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:

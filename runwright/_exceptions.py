@@ -23,6 +23,7 @@
         │   ├── JournalUnavailable     the database server cannot be reached (after retrying)
         │   └── SchemaVersionError     the journal was written by a newer runwright
         ├── RunNotFound            no run with that id
+        ├── ScheduleNotFound       no schedule with that name in the journal
         ├── RunFailed              the run's workflow raised; carries the recorded error
         ├── RunCancelled           the run was cancelled
         ├── RunTimeout             ``run.result(timeout=...)`` gave up waiting (the run goes on)
@@ -70,6 +71,7 @@ __all__ = [
     "RunStuck",
     "RunTimeout",
     "RunwrightError",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "StepFailed",
     "StepTimeout",
@@ -344,6 +346,19 @@ class RunNotFound(RunwrightError):
         what = f"holding the key {run_id!r}" if key else f"with id {run_id!r}"
         super().__init__(f"no run {what} in this journal")
         self.run_id = run_id
+
+
+class ScheduleNotFound(RunwrightError, LookupError):
+    """No schedule of that name is in the journal (a schedule is recorded there when a
+    runtime that runs steps opens in a process that declared it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no schedule named {name!r} in this journal (`runwright schedules list` shows "
+            "those it has; a schedule is recorded when a runtime that runs steps opens in a "
+            "process that declares it)"
+        )
+        self.name = name
 
 
 class RunFailed(RunwrightError):

@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, LimitedCodec, check_limit
 from ._retention import ENDED, prune, prune_forever
+from ._scheduler import ScheduleInfo, list_schedules, pause, start_schedules, trigger
 from ._streaming import DEFAULT_STREAM, check_name
 from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
@@ -353,6 +354,8 @@ class Runtime:
             journal.watch(supervisor.on_foreign_events)
             await tg.start(journal.serve)
             await tg.start(supervisor.serve)
+            if self._options["execute"]:
+                await start_schedules(supervisor, self.clock)
             if self.retention is not None:
                 self._pruner = anyio.CancelScope()
                 tg.start_soon(self._prune_forever, journal, self.retention)
@@ -485,6 +488,28 @@ class Runtime:
         written then).
         """
         await self._supervisor_or_fail().resume_hook(token, payload)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule in the journal (declared by any process), by name."""
+        return await list_schedules(self._journal_or_fail(), self.clock.now())
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop schedule *name* firing, in every process, until it is resumed (runs
+        already started go on). Raises :class:`rw.ScheduleNotFound`."""
+        await pause(self._journal_or_fail(), name, True, self.clock.now())
+
+    async def resume_schedule(self, name: str) -> None:
+        """Let a paused schedule fire again from its next tick: the ticks it missed while
+        paused are skipped. Raises :class:`rw.ScheduleNotFound`."""
+        await pause(self._journal_or_fail(), name, False, self.clock.now())
+
+    async def trigger_schedule(self, name: str) -> RunHandle[Any]:
+        """Start a run of schedule *name* now, given the time now as its tick, paused or
+        not; its ticks go on as before. The run is keyed by the instant: two calls start
+        two runs unless they are made at the same microsecond."""
+        supervisor = self._supervisor_or_fail()
+        run_id = await trigger(supervisor, supervisor.codec, name, self.clock.now())
+        return RunHandle(self, run_id)
 
     @overload
     def get_run(self, run_id: str) -> RunHandle[Any]: ...

@@ -80,6 +80,10 @@ class FakeClock:
         deadlines = [s.deadline for s in self._sleepers if math.isfinite(s.deadline)]
         return min(deadlines) if deadlines else None
 
+    def sleeping(self, until: float | None = None) -> int:
+        """How many tasks sleep on the clock (only those until *until*, if given)."""
+        return sum(1 for s in self._sleepers if until is None or s.deadline == until)
+
     async def wait_for_sleeper(self) -> float:
         """Wait until something sleeps on the clock with a deadline; return that deadline."""
         while (deadline := self.next_deadline()) is None:

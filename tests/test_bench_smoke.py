@@ -1,5 +1,6 @@
 """The benchmark scripts run: ``bench/bench.py``, ``bench/streams.py``,
-``bench/processes.py``, ``bench/replay.py``, ``bench/prune.py`` and ``bench/payloads.py`` with
+``bench/processes.py``, ``bench/replay.py``, ``bench/prune.py``, ``bench/payloads.py`` and
+``bench/schedules.py`` with
 ``--quick`` exit 0 and print their tables;
 ``bench.py`` and ``processes.py`` also on PostgreSQL (``--db``), where each
 scenario's schema is named after the URL's and is gone afterwards.
@@ -24,6 +25,7 @@ PROCESSES = BENCH.with_name("processes.py")
 REPLAY = BENCH.with_name("replay.py")
 PRUNE = BENCH.with_name("prune.py")
 PAYLOADS = BENCH.with_name("payloads.py")
+SCHEDULES = BENCH.with_name("schedules.py")
 
 
 def run_quick(
@@ -165,6 +167,19 @@ def test_payloads_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None
     for row in ("journal growth, 20 MB argument", "start() / file floor", "runs show --json"):
         assert row in proc.stdout, row
     assert re.search(r"floor: one INSERT of it \+ COMMIT +\d+ ms", proc.stdout), proc.stdout
+    if journal_backend == "postgresql":
+        assert schemas_named(prefix) == []
+
+
+def test_schedules_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
+    args: tuple[str, ...] = ("--synchronous", "NORMAL")
+    if journal_backend == "postgresql":
+        url, prefix = pg_target()
+        args = ("--db", url)
+    proc, header = run_quick(SCHEDULES, tmp_path, *args)
+    assert "fire median ms" in header
+    for row in (r"day +24 +24 ", r"two +24 +24 ", r"catchup +100 +100 "):
+        assert re.search(f"^{row}", proc.stdout, re.MULTILINE), proc.stdout
     if journal_backend == "postgresql":
         assert schemas_named(prefix) == []
 

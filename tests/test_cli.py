@@ -411,10 +411,10 @@ async def test_show_names_tokens_and_children_and_a_cancelled_runs_step(
     async with runtime(db, clock) as rt:
         handle = await rt.start(cancelled_mid_step, "o0")
         with anyio.fail_after(10):
-            while "step_started" not in [  # noqa: ASYNC110 (polls the journal)
-                kind
-                for (kind,) in query_journal(
-                    db, "SELECT kind FROM events WHERE run_id = ?", (handle.id,)
+            while "running" not in [  # noqa: ASYNC110 (polls the journal)
+                status
+                for (status,) in query_journal(
+                    db, "SELECT status FROM steps WHERE run_id = ?", (handle.id,)
                 )
             ]:
                 await anyio.sleep(0.001)

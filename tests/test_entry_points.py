@@ -58,7 +58,7 @@ def test_the_database_url_comes_from_the_environment(
     monkeypatch.setenv("RUNWRIGHT_DB", db_path)
     assert rw.Runtime().path == describe(db_path)
     assert main(["db", "migrate"]) == 0
-    assert capsys.readouterr().out == f"{describe(db_path)}: created the journal at version 3\n"
+    assert capsys.readouterr().out == f"{describe(db_path)}: created the journal at version 4\n"
     assert rw.run(doubled, 3) == 6
     assert main(["runs", "list", "--json"]) == 0
     [listed] = json.loads(capsys.readouterr().out)

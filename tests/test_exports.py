@@ -26,7 +26,7 @@ def test_the_issue_contract_names_are_exported():
         "uuid4", "run_info", "step_info", "Runtime", "RunStatus", "RunFailed",
         "RunCancelled", "FatalError", "RetryableError", "StepFailed",
         "NonDeterminismError", "run", "StepTimeout", "patched", "deprecate_patch",
-        "RunStuck", "RunProblem",
+        "RunStuck", "RunProblem", "schedule",
     }  # fmt: skip
     assert contract <= set(rw.__all__)
 

@@ -395,7 +395,7 @@ async def test_a_runtime_told_not_to_migrate_refuses_a_version_2_schema(
     async with make_runtime():
         pass
     as_version_2(db_path)
-    with pytest.raises(rw.SchemaVersionError, match=r"older than this runwright's \(3\); upgrade"):
+    with pytest.raises(rw.SchemaVersionError, match=r"older than this runwright's \(4\); upgrade"):
         async with make_runtime(migrate=False):
             pass
     assert version_of(db_path) == 2

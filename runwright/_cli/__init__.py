@@ -10,14 +10,16 @@ Read commands (``runs list``, ``runs show``, ``streams list``, ``db info``)
 open the journal read-only (an SQLite file with ``mode=ro``; a PostgreSQL
 session whose transactions are all read-only), so they never create a
 journal and never change one; they read it while runtimes write it.
-``runs cancel`` and ``hooks resume`` write through a client runtime
+``runs cancel``, ``hooks resume`` and ``schedules pause|resume|trigger`` write through
+a client runtime
 (``Runtime(db, execute=False)``), which runs no steps. ``streams tail``
 reads through one, whose journal watcher wakes it as soon as another process
 appends to the stream or ends the run. ``db migrate`` creates or upgrades the
 journal; ``worker`` executes runs; ``replay`` checks that the loaded code
 still replays the journal's runs (reading it read-only).
 
-The commands live in ``_runs``, ``_streams``, ``_db``, ``_worker`` and ``_replay``; what
+The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker`` and
+``_replay``; what
 they share (the journal's address, a read-only connection, errors) in
 ``_common``, and how they print in ``_format``.
 
@@ -39,7 +41,7 @@ from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
 from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
-from . import _db, _replay, _runs, _streams, _worker
+from . import _db, _replay, _runs, _schedules, _streams, _worker
 from ._common import CommandError, raw_target
 
 __all__ = ["main"]
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_runs(commands, db, as_json)
     _add_hooks(commands, db, as_json)
     _add_streams(commands, db, as_json)
+    _add_schedules(commands, db, as_json)
     _add_db(commands, db, as_json)
     _add_worker(commands, db)
     _add_replay(commands, db, as_json)
@@ -271,6 +274,44 @@ def _add_streams(
         ),
     )
     tail.set_defaults(handler=_streams.tail_command)
+
+
+def _add_schedules(
+    commands: _Commands,
+    db: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+) -> None:
+    schedules = commands.add_parser("schedules", help="list, pause, resume and trigger schedules")
+    actions = schedules.add_subparsers(metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list",
+        parents=[db, as_json],
+        help="list schedules: cron, time zone, catch-up, paused, last and next tick",
+        description=(
+            "List the schedules in the journal, as the last process to declare each one "
+            "declared it: cron expression, time zone, catch-up policy, whether it is paused, "
+            "its last fired tick and its next one (in its time zone)."
+        ),
+    )
+    listing.set_defaults(handler=_schedules.list_command)
+    for action, handler, text in (
+        ("pause", _schedules.pause_command, "stop a schedule firing, in every process"),
+        (
+            "resume",
+            _schedules.resume_command,
+            "let a paused schedule fire again from its next tick",
+        ),
+        (
+            "trigger",
+            _schedules.trigger_command,
+            "start a run of a schedule now (paused or not); prints its id",
+        ),
+    ):
+        parser = actions.add_parser(
+            action, parents=[db], help=text, description=text[0].upper() + text[1:] + "."
+        )
+        parser.add_argument("name", metavar="NAME", help="the schedule's name")
+        parser.set_defaults(handler=handler)
 
 
 def _add_db(

@@ -251,6 +251,8 @@ def build_view(
         if kind == Kind.STEP_SCHEDULED and event.cid is not None:
             step = step_of(event)
             step.call = call(step.name, peek(codec, event.payload))
+            if event.attempt is not None:  # its first attempt was claimed with it
+                step.attempt(event.attempt).started_at = event.at
         elif kind == Kind.STEP_STARTED and event.cid is not None and event.attempt is not None:
             step = step_of(event)
             for earlier in step.attempts:

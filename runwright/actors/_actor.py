@@ -70,7 +70,7 @@ from ..journal._events import (
 )
 from ..journal._rows import RunRow
 from ..journal._tx import TIMED_OUT, Tx
-from ._attempts import execute
+from ._attempts import Launch, execute
 from ._commands import (
     CancelCommand,
     ChildCommand,
@@ -174,6 +174,9 @@ class RunActor:
         self.activating = False
         self.evict_requested = False
         self._mailbox: deque[Message] = deque()
+        #: Set while a step's task runs the activation its outcome started: the first
+        #: step that activation launches is handed back to that task (see :meth:`carry`).
+        self._carried: list[Launch] | None = None
 
     # -- the interpreter ---------------------------------------------------------
 
@@ -260,6 +263,27 @@ class RunActor:
         self._mailbox.append(message)
         if not self.activating:
             await self._drain()
+
+    async def carry(self, outcome: StepDone) -> Launch | None:
+        """Deliver a step's *outcome* from the step's own task; return the step the
+        activation launched for this task to run next (the first one), if any.
+
+        A sequential workflow launches its next step from the activation that
+        its previous step's outcome runs: that step goes on in the same task
+        instead of a new one (a task costs more than a step's own bookkeeping).
+        Only the task that runs the activation carries; when another task is
+        already activating, the outcome is queued for it and steps are spawned.
+        """
+        if self.activating:
+            await self.deliver(outcome)
+            return None
+        carried: list[Launch] = []
+        self._carried = carried
+        try:
+            await self.deliver(outcome)
+        finally:
+            self._carried = None
+        return carried[0] if carried else None
 
     def start(self, initial: list[Command], events: list[Event]) -> None:
         """Carry out the commands a fresh start just journaled (in *events*)."""
@@ -632,4 +656,8 @@ class RunActor:
     ) -> None:
         scope = anyio.CancelScope()
         self.in_flight[command.cid] = scope
-        self.sup.spawn(execute, self, command, scope, attempt, claimed, retry_at)
+        carried = self._carried
+        if carried is not None and not carried:
+            carried.append((command, scope, attempt, claimed, retry_at))
+        else:
+            self.sup.spawn(execute, self, command, scope, attempt, claimed, retry_at)

@@ -37,9 +37,14 @@ if TYPE_CHECKING:
     from ._actor import RunActor
     from ._supervisor import Supervisor
 
-__all__ = ["execute"]
+__all__ = ["Launch", "execute"]
 
 log = logging.getLogger("runwright")
+
+
+#: What a step task is asked to run: the command, its cancel scope, its first attempt,
+#: whether that attempt is claimed already, and when it may start.
+Launch = tuple[StepCommand, anyio.CancelScope, int, bool, "float | None"]
 
 
 async def execute(
@@ -50,7 +55,23 @@ async def execute(
     claimed: bool,
     retry_at: float | None,
 ) -> None:
-    """Run a step's attempts until one succeeds or it fails for good."""
+    """Run a step's attempts until one succeeds or it fails for good; hand the outcome
+    to the run's actor. Then carry on with the step that outcome launched, if the
+    actor handed one back (see :meth:`RunActor.carry`): a sequential workflow's steps
+    all run in one task."""
+    launch: Launch | None = (command, scope, attempt, claimed, retry_at)
+    while launch is not None:
+        launch = await _run_step(actor, *launch)
+
+
+async def _run_step(
+    actor: RunActor,
+    command: StepCommand,
+    scope: anyio.CancelScope,
+    attempt: int,
+    claimed: bool,
+    retry_at: float | None,
+) -> Launch | None:
     sup, run_id, cid, name = actor.sup, actor.run_id, command.cid, command.name
     definition: StepDefinition[Any, Any] = command.definition
     outcome: StepDone | None = None
@@ -126,14 +147,15 @@ async def execute(
     if outcome is not None:
         # Outside the step's scope: cancelling the step must not cancel the
         # activation that journals its result.
-        await actor.deliver(outcome)
-    elif actor.in_flight.get(cid) is scope:
+        return await actor.carry(outcome)
+    if actor.in_flight.get(cid) is scope:
         # A claim was lost: another process recorded the step's outcome, or
         # claimed it for the run's new owner. The step is no longer in
         # flight here (a run whose body has returned ends only when none
         # is); what the journal holds now is followed.
         del actor.in_flight[cid]
         await actor.deliver(JournalChanged())
+    return None
 
 
 async def _attempt(

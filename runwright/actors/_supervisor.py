@@ -215,10 +215,13 @@ class Supervisor:
         key: str | None,
         *,
         timeout: float | None = None,
+        only_if: Callable[[Tx], object] | None = None,
     ) -> str:
         """Create a run and journal its first commands in one write; return its id.
 
-        With *timeout*, the run's deadline is written with it.
+        With *timeout*, the run's deadline is written with it. *only_if* runs
+        first in the same transaction and may raise to refuse it (nothing is
+        written; the caller gets its exception).
         """
         if self.stopping:
             raise RuntimeError("the runtime is shutting down; it starts no new runs")
@@ -241,6 +244,8 @@ class Supervisor:
                 end = run_end(actor, interpreter.outcome)
 
         def create(tx: Tx) -> tuple[tuple[str, str, bytes] | None, list[Any]]:
+            if only_if is not None:
+                only_if(tx)
             existing = tx.create_run(
                 run_id,
                 definition.name,
@@ -259,7 +264,11 @@ class Supervisor:
                 write_end(tx, run_id, end, at)
             return None, tx.events
 
-        existing, events = await self._write_patiently(create)
+        try:
+            existing, events = await self._write_patiently(create)
+        except BaseException:
+            actor.drop_interpreter()
+            raise
         if existing is not None:
             actor.drop_interpreter()
             holder, workflow, held_args = existing

@@ -27,6 +27,8 @@ class Kind:
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
     RUN_DEADLINE = "run_deadline"
+    #: A step the workflow asked for. Its attempt is 1 when its first attempt was
+    #: claimed in the same write (no ``step_started`` is written for that attempt).
     STEP_SCHEDULED = "step_scheduled"
     STEP_STARTED = "step_started"
     STEP_RETRYING = "step_retrying"

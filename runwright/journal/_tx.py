@@ -285,13 +285,14 @@ class Tx:
         error_type: str | None = None,
         error_message: str | None = None,
     ) -> bool:
-        cur = self._conn.execute(
+        parent = self._conn.execute(
             "UPDATE runs SET status = ?, error_type = ?, error_message = ?, "
             "owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ? "
-            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]}",
+            f"WHERE run_id = ? AND status IN {_RUN_FINISH_FROM[status]} "
+            "RETURNING parent_run_id, parent_cid",
             (status, error_type, error_message, at, at, run_id),
-        )
-        if cur.rowcount != 1:
+        ).fetchone()
+        if parent is None:
             return False
         kind = {
             "completed": Kind.RUN_COMPLETED,
@@ -305,10 +306,7 @@ class Tx:
             (run_id,),
         )
         self._conn.execute("DELETE FROM hooks WHERE run_id = ?", (run_id,))
-        parent = self._conn.execute(
-            "SELECT parent_run_id, parent_cid FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        if parent is not None and parent[0] is not None:
+        if parent[0] is not None:
             # The parent learns through its own journal, in the same transaction.
             self.append(
                 str(parent[0]), Kind.CHILD_COMPLETED, at, cid=int(parent[1]), name=status,
@@ -419,14 +417,22 @@ class Tx:
     def schedule_step(
         self, run_id: str, cid: int, name: str, args: bytes, at: float, *, start: bool
     ) -> None:
-        """Record a step the workflow asked for; with *start*, claim its first attempt too."""
+        """Record a step the workflow asked for; with *start*, claim its first attempt too.
+
+        A first attempt claimed with the step is told by the ``step_scheduled``
+        event's attempt (1), not by a ``step_started`` event of its own: one event
+        fewer per step. Later attempts, and a first one claimed later (a step
+        scheduled while the runtime stopped), each have their ``step_started``.
+        """
+        attempt = 1 if start else 0
         self._conn.execute(
             "INSERT INTO steps (run_id, cid, name, status, attempt) VALUES (?, ?, ?, ?, ?)",
-            (run_id, cid, name, "running" if start else "scheduled", 1 if start else 0),
+            (run_id, cid, name, "running" if start else "scheduled", attempt),
         )
-        self.append(run_id, Kind.STEP_SCHEDULED, at, cid=cid, name=name, payload=args)
-        if start:
-            self.append(run_id, Kind.STEP_STARTED, at, cid=cid, attempt=1, name=name)
+        self.append(
+            run_id, Kind.STEP_SCHEDULED, at, cid=cid, attempt=attempt or None, name=name,
+            payload=args,
+        )  # fmt: skip
 
     def start_attempt(self, run_id: str, cid: int, name: str, attempt: int, at: float) -> bool:
         """Claim *attempt* of a step: wins only if the step is still at ``attempt - 1``."""

@@ -26,6 +26,7 @@ from runwright._cli import main
 from runwright.journal import sqlite as sqlite_journal
 from runwright.journal._tx import Tx
 from runwright.journal.sqlite._blobs import BLOB_FROM, CHECK_BYTES
+from runwright.journal.sqlite._schema import SCHEMA_VERSION as SQLITE_VERSION
 from runwright.testing import FakeClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.sqlite_only("blob files are SQLite's")]
@@ -300,24 +301,24 @@ async def test_a_blob_directory_that_cannot_be_written_is_a_journal_error(
         assert await (await runtime.start(length, b"small")).result() == 5
 
 
-async def test_an_older_journal_gains_the_blobs_table(db_path: Path) -> None:
+async def test_a_version_4_journal_gains_the_blobs_table(db_path: Path) -> None:
     async with rw.Runtime(db_path, synchronous="NORMAL"):
         pass
 
-    def as_version_3() -> None:
+    def as_version_4() -> None:
         conn = sqlite3.connect(db_path)
         try:
             conn.execute("DROP TABLE blobs")
-            conn.execute("PRAGMA user_version = 3")
+            conn.execute("PRAGMA user_version = 4")
             conn.commit()
         finally:
             conn.close()
 
-    await anyio.to_thread.run_sync(as_version_3)
+    await anyio.to_thread.run_sync(as_version_4)
     async with rw.Runtime(db_path, synchronous="NORMAL") as runtime:
         run = await runtime.start(echo, os.urandom(2 * BLOB_FROM))
         assert len(await run.result()) == 2 * BLOB_FROM
-    assert query_journal(db_path, "PRAGMA user_version") == [(4,)]
+    assert query_journal(db_path, "PRAGMA user_version") == [(SQLITE_VERSION,)]
     assert query_journal(db_path, "SELECT count(*) FROM blobs") == [(2,)]
 
 

@@ -73,7 +73,9 @@ def owned_by(db: Path | str, host: str) -> set[str]:
 def claimed_at(db: Path | str) -> dict[tuple[str, int, int], float]:
     """(run_id, cid, attempt) -> when its claim was journaled (the claimer's clock)."""
     rows = query_journal(
-        db, "SELECT run_id, cid, attempt, at FROM events WHERE kind = 'step_started'"
+        db,
+        "SELECT run_id, cid, attempt, at FROM events WHERE kind = 'step_started' "
+        "OR (kind = 'step_scheduled' AND attempt IS NOT NULL)",  # a claim made with the step
     )
     return {(str(r), int(c), int(a)): float(at) for r, c, a, at in rows}
 

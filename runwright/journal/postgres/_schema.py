@@ -24,13 +24,31 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema", "lock_key", "schema_version"]
 
 #: Version 2 is the layout of the SQLite journal's version 2 (streams included); version 3,
 #: like SQLite's, keeps run arguments and outcomes in events only, and stores payloads
-#: EXTERNAL.
-SCHEMA_VERSION = 3
+#: EXTERNAL; version 4 adds ``schedules``.
+SCHEMA_VERSION = 4
 
 #: What version 3 changes in a version 2 schema (and sets up in a new one).
 _EXTERNAL_PAYLOADS = """
 ALTER TABLE events ALTER COLUMN payload SET STORAGE EXTERNAL;
 ALTER TABLE stream_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
+# -- version 4: schedules ----------------------------------------------------------------
+# Each schedule's latest declaration and durable state (see ``journal/_schedules.py``).
+# Additive: a version 3 schema gets the table and nothing else changes.
+_SCHEDULES = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name        TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    cron        TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    catch_up    TEXT NOT NULL,
+    paused      INTEGER NOT NULL,
+    last_tick   DOUBLE PRECISION,
+    fire_after  DOUBLE PRECISION NOT NULL,
+    declared_at DOUBLE PRECISION NOT NULL,
+    updated_at  DOUBLE PRECISION NOT NULL
+);
 """
 
 _TABLES = """
@@ -195,6 +213,7 @@ def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int
             conn.execute(f'SET LOCAL search_path TO "{schema}"')
             conn.execute(_TABLES)
             conn.execute(_EXTERNAL_PAYLOADS)
+            conn.execute(_SCHEDULES)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s)",
                 (str(SCHEMA_VERSION),),
@@ -209,7 +228,10 @@ def ensure_schema(conn: Any, schema: str, display: str, *, migrate: bool) -> int
             conn.execute(f'SET LOCAL search_path TO "{schema}"')
             # Version 3 writes run arguments and outcomes in events only (what version 2
             # copied into runs stays, unread, until the run is pruned).
-            conn.execute(_EXTERNAL_PAYLOADS)
+            if version < 3:
+                conn.execute(_EXTERNAL_PAYLOADS)
+            if version < 4:
+                conn.execute(_SCHEDULES)  # version 4 added schedules
             conn.execute(
                 "UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )

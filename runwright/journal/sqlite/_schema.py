@@ -39,9 +39,10 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
-#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 keeps
-#: payloads over 1 MiB in files, referenced from ``events.payload`` (see ``_blobs``).
-SCHEMA_VERSION = 4
+#: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 added
+#: ``schedules``; 5 keeps payloads over 1 MiB in files, referenced from ``events.payload``
+#: (see ``_blobs``).
+SCHEMA_VERSION = 5
 
 _BLOBS = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -77,6 +78,24 @@ CREATE TABLE stream_chunks (
     data     BLOB NOT NULL
 );
 CREATE UNIQUE INDEX stream_chunks_by_index ON stream_chunks (run_id, name, idx);
+"""
+
+# -- version 4: schedules ----------------------------------------------------------------
+# Each schedule's latest declaration and durable state (see ``journal/_schedules.py``).
+# Additive: a version 3 journal gets the table and nothing else changes.
+_SCHEDULES = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name        TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    cron        TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    catch_up    TEXT NOT NULL,
+    paused      INTEGER NOT NULL,
+    last_tick   REAL,
+    fire_after  REAL NOT NULL,
+    declared_at REAL NOT NULL,
+    updated_at  REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 _SCHEMA = """
@@ -173,7 +192,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            _create(conn, _SCHEMA + _STREAMS + _BLOBS)
+            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES + _BLOBS)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -184,6 +203,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
             # Version 3 writes run arguments and outcomes in events only; what older
             # versions copied into runs stays, unread, until the run is pruned.
             if version < 4:
+                _create(conn, _SCHEDULES)  # version 4 added schedules
+            if version < 5:
                 _create(conn, _BLOBS)  # older journals hold every payload in events
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
