@@ -78,7 +78,7 @@ def execute(db: Path | str, sql: str) -> None:
 
 
 def current_version(db: Path | str) -> int:
-    """This runwright's schema version for *db*'s backend (SQLite's 4 added blob files)."""
+    """This runwright's schema version for *db*'s backend (SQLite's 5 added blob files)."""
     return SQLITE_VERSION if isinstance(db, Path) else PG_VERSION
 
 

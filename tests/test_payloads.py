@@ -345,7 +345,7 @@ def as_version_2(db: Path | str) -> None:
 
 
 def current_version(db: Path | str) -> int:
-    """This runwright's schema version for *db*'s backend (SQLite's 4 added blob files)."""
+    """This runwright's schema version for *db*'s backend (SQLite's 5 added blob files)."""
     return SQLITE_VERSION if isinstance(db, Path) else PG_VERSION
 
 
