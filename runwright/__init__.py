@@ -52,6 +52,7 @@ from ._exceptions import NonDeterminismError as NonDeterminismError
 from ._exceptions import NotARunwrightDatabase as NotARunwrightDatabase
 from ._exceptions import NotInStepError as NotInStepError
 from ._exceptions import NotInWorkflowError as NotInWorkflowError
+from ._exceptions import PayloadFileCorrupt as PayloadFileCorrupt
 from ._exceptions import ReceiveTimeout as ReceiveTimeout
 from ._exceptions import RetryableError as RetryableError
 from ._exceptions import RunCancelled as RunCancelled
@@ -118,6 +119,7 @@ __all__ = [
     "NotARunwrightDatabase",
     "NotInStepError",
     "NotInWorkflowError",
+    "PayloadFileCorrupt",
     "ReceiveTimeout",
     "RetryableError",
     "RunCancelled",

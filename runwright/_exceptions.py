@@ -15,6 +15,8 @@
         ├── JournalError
         │   ├── NotARunwrightDatabase  the file is not a runwright journal
         │   ├── JournalCorrupt         a runwright journal whose file is damaged
+        │   │   └── PayloadFileCorrupt a large payload's file is missing or damaged
+        │   │                          (SQLite; also a DecodeError)
         │   ├── JournalReadOnly        the journal can be read but not written
         │   ├── JournalFull            the disk (or the database's size limit) is full
         │   ├── DatabaseLocked         another process held the database past the busy timeout
@@ -59,6 +61,7 @@ __all__ = [
     "NotARunwrightDatabase",
     "NotInStepError",
     "NotInWorkflowError",
+    "PayloadFileCorrupt",
     "ReceiveTimeout",
     "RetryableError",
     "RunCancelled",
@@ -262,6 +265,23 @@ class JournalCorrupt(JournalError):
         )
         self.path = path
         self.check = check
+
+
+class PayloadFileCorrupt(JournalCorrupt, DecodeError):
+    """The file that holds a large payload of an SQLite journal (in the journal's
+    ``-blobs`` directory) is missing, of the wrong size or damaged. Also a
+    :class:`DecodeError`: a run that needs the payload is stuck, with this as its
+    problem, until the file is restored."""
+
+    def __init__(self, path: str, file: str, detail: str) -> None:
+        RunwrightError.__init__(
+            self,
+            f"{path}: a payload of this journal cannot be read from {file}: it {detail}. "
+            "Restore the journal and its -blobs directory together from a backup",
+        )
+        self.path = path
+        self.file = file
+        self.check = ""
 
 
 class JournalReadOnly(JournalError):

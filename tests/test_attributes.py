@@ -15,6 +15,8 @@ from conftest import query_journal
 
 import runwright as rw
 from runwright._cli import main
+from runwright.journal.postgres._schema import SCHEMA_VERSION as PG_VERSION
+from runwright.journal.sqlite._schema import SCHEMA_VERSION as SQLITE_VERSION
 from runwright.testing import ReplayDivergence, replay
 
 pytestmark = pytest.mark.anyio
@@ -194,6 +196,11 @@ def as_version_4(db: Path | str) -> None:
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
+def current_version(db: Path | str) -> int:
+    """This runwright's schema version for *db*'s backend (SQLite's 6 added blob files)."""
+    return SQLITE_VERSION if isinstance(db, Path) else PG_VERSION
+
+
 async def test_a_version_4_journal_gains_run_attributes(
     make_runtime: Callable[..., rw.Runtime], db_path: Path | str
 ):
@@ -208,7 +215,7 @@ async def test_a_version_4_journal_gains_run_attributes(
         if isinstance(db_path, Path)
         else "SELECT value FROM meta WHERE key = 'schema_version'"
     )
-    assert int(query_journal(db_path, version_sql)[0][0]) == 5
+    assert int(query_journal(db_path, version_sql)[0][0]) == current_version(db_path)
     assert ("customer", "c-18") in query_journal(
         db_path, "SELECT key, value FROM run_attributes WHERE run_id = ?", (run.id,)
     )

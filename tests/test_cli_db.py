@@ -25,6 +25,8 @@ import runwright as rw
 from runwright._cli import main
 from runwright.journal import describe
 from runwright.journal.postgres import PgTarget
+from runwright.journal.postgres._schema import SCHEMA_VERSION as PG_VERSION
+from runwright.journal.sqlite._schema import SCHEMA_VERSION as SQLITE_VERSION
 from runwright.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +77,11 @@ def execute(db: Path | str, sql: str) -> None:
     query_journal(db, sql + " RETURNING 1")  # autocommit; RETURNING gives it rows to read
 
 
+def current_version(db: Path | str) -> int:
+    """This runwright's schema version for *db*'s backend (SQLite's 6 added blob files)."""
+    return SQLITE_VERSION if isinstance(db, Path) else PG_VERSION
+
+
 def info(capsys: pytest.CaptureFixture[str], db: Path | str) -> dict[str, Any]:
     status, out, err = run_cli(capsys, "db", "info", "--db", str(db), "--json")
     assert (status, err) == (0, "")
@@ -88,19 +95,19 @@ def info(capsys: pytest.CaptureFixture[str], db: Path | str) -> dict[str, Any]:
 def test_migrate_creates_the_journal_then_finds_it_current(
     db_path: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = str(db_path)
+    db, version = str(db_path), current_version(db_path)
     assert run_cli(capsys, "db", "migrate", "--db", db) == (
         0,
-        f"{describe(db)}: created the journal at version 5\n",
+        f"{describe(db)}: created the journal at version {version}\n",
         "",
     )
     assert query_journal(db_path, "SELECT count(*) FROM runs") == [(0,)]
     assert run_cli(capsys, "db", "migrate", "--db", db) == (
         0,
-        f"{describe(db)}: already at version 5\n",
+        f"{describe(db)}: already at version {version}\n",
         "",
     )
-    assert info(capsys, db_path)["version"] == 5
+    assert info(capsys, db_path)["version"] == version
 
 
 async def test_opening_a_runtime_migrates(
@@ -109,7 +116,8 @@ async def test_opening_a_runtime_migrates(
     async with rw.Runtime(db_path, synchronous="NORMAL"):
         pass
     status, out, _ = await cli(capsys, "db", "migrate", "--db", str(db_path))
-    assert (status, out) == (0, f"{describe(db_path)}: already at version 5\n")
+    version = current_version(db_path)
+    assert (status, out) == (0, f"{describe(db_path)}: already at version {version}\n")
 
 
 @pytest.mark.postgres_only("an SQLite journal is created by whoever opens the file first")
@@ -120,7 +128,8 @@ async def test_a_runtime_told_not_to_migrate_needs_db_migrate(
         async with rw.Runtime(db_path, migrate=False):
             pass
     status, out, _ = await cli(capsys, "db", "migrate", "--db", db_path)
-    assert (status, out) == (0, f"{describe(db_path)}: created the journal at version 5\n")
+    version = current_version(db_path)
+    assert (status, out) == (0, f"{describe(db_path)}: created the journal at version {version}\n")
     async with rw.Runtime(db_path, migrate=False) as runtime:
         assert await (await runtime.start(quick)).result() == "done"
 
@@ -136,11 +145,11 @@ def test_migrate_upgrades_an_older_journal(
         conn.execute("PRAGMA user_version = 1")
     assert run_cli(capsys, "db", "migrate", "--db", str(db_path)) == (
         0,
-        f"{db_path}: upgraded from version 1 to 5\n",
+        f"{db_path}: upgraded from version 1 to {SQLITE_VERSION}\n",
         "",
     )
     assert query_journal(db_path, "SELECT count(*) FROM streams") == [(0,)]
-    assert info(capsys, db_path)["version"] == 5
+    assert info(capsys, db_path)["version"] == SQLITE_VERSION
 
 
 def test_a_newer_journal_is_refused(
@@ -158,7 +167,7 @@ def test_a_newer_journal_is_refused(
         assert (status, out) == (1, ""), argv
         assert err == (
             f"runwright: error: {describe(db)} has journal schema version 99, newer than "
-            "this runwright understands (5); upgrade runwright\n"
+            f"this runwright understands ({current_version(db_path)}); upgrade runwright\n"
         )
 
 
@@ -169,7 +178,10 @@ def test_migrate_into_a_schema_named_by_option(
     schema = PgTarget(db_path).schema
     server = db_path.partition("?")[0]
     status, out, _ = run_cli(capsys, "db", "migrate", "--db", server, "--schema", schema)
-    assert (status, out) == (0, f"{server} (schema {schema}): created the journal at version 5\n")
+    assert (status, out) == (
+        0,
+        f"{server} (schema {schema}): created the journal at version {PG_VERSION}\n",
+    )
     status, out, _ = run_cli(capsys, "db", "info", "--db", server, "--schema", schema, "--json")
     assert (status, json.loads(out)["schema"]) == (0, schema)
     assert query_journal(db_path, "SELECT count(*) FROM runs") == [(0,)]  # where the URL says
@@ -206,7 +218,10 @@ async def test_info_counts_runs_and_shows_who_holds_leases(
         assert shown["backend"] == ("sqlite" if isinstance(db_path, Path) else "postgresql")
         assert shown["target"] == db.partition("?")[0]
         assert shown["schema"] == (None if isinstance(db_path, Path) else PgTarget(db).schema)
-        assert shown["version"] == 5
+        assert shown["version"] == current_version(db_path)
+        sqlite = isinstance(db_path, Path)
+        blobs = {"directory": f"{db}-blobs", "files": 0, "bytes": 0} if sqlite else None
+        assert shown["blobs"] == blobs  # no payload over 1 MiB: no file
         assert shown["runs"] == {
             "pending": 0,
             "running": 1,
@@ -225,8 +240,9 @@ async def test_info_counts_runs_and_shows_who_holds_leases(
             f"backend  {shown['backend']}",
             f"target   {shown['target']}",
             *([] if shown["schema"] is None else [f"schema   {shown['schema']}"]),
-            "version  5",
+            f"version  {current_version(db_path)}",
             "runs     3 (0 pending, 1 running, 1 completed, 1 failed, 0 cancelled)",
+            *([] if shown["blobs"] is None else [f"blobs    0 files, 0 B, in {db}-blobs"]),
         ]
         assert lines[-3] == "owners   1"
         assert lines[-2].split() == ["OWNER", "RUNS", "LEASE"]
@@ -257,8 +273,9 @@ async def test_db_commands_as_subprocesses(db_path: Path | str, tmp_path: Path) 
     with anyio.fail_after(60):
         migrated = await anyio.run_process([*command, "migrate"], env=env, cwd=tmp_path)
         assert migrated.stdout.decode() == (
-            f"{describe(db_path)}: created the journal at version 5\n"
+            f"{describe(db_path)}: created the journal at version {current_version(db_path)}\n"
         )
         shown = await anyio.run_process([*command, "info"], env=env, cwd=tmp_path)
-    assert "\nversion  5\nruns     0 (0 pending," in shown.stdout.decode()
+    version = current_version(db_path)
+    assert f"\nversion  {version}\nruns     0 (0 pending," in shown.stdout.decode()
     assert shown.stderr == b""

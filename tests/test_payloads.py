@@ -19,6 +19,8 @@ from conftest import query_journal, resume_when_live
 import runwright as rw
 from runwright._cli import main
 from runwright._cli._format import SHOW_LIMIT
+from runwright.journal.postgres._schema import SCHEMA_VERSION as PG_VERSION
+from runwright.journal.sqlite._schema import SCHEMA_VERSION as SQLITE_VERSION
 from runwright.testing import replay
 
 pytestmark = pytest.mark.anyio
@@ -163,6 +165,33 @@ async def test_the_result_of_a_run_that_ended_elsewhere(
         assert await client.get_run(run.id).result() == data
         summary = await client.get_run(run.id).summary()
         assert summary.status == rw.RunStatus.COMPLETED
+
+
+@rw.workflow
+async def carries_large(data: bytes, token: str) -> tuple[int, int, bytes]:
+    made = await make_bytes(len(data))
+    rw.set_event("made", made)
+    given: bytes = await rw.hook(token=token)
+    return await size_of(data), len(made), given
+
+
+async def test_large_values_round_trip(
+    make_runtime: Callable[..., rw.Runtime], db_path: Path | str
+) -> None:
+    # Over 1 MiB: on SQLite each goes to a file of the blob directory (the files
+    # themselves are tested in tests/journal/test_blobs.py); on PostgreSQL, to TOAST.
+    data, reply = noise(3 * MiB), os.urandom(2 * MiB)
+    expected = (len(data), len(data), reply)
+    async with make_runtime() as runtime:
+        run = await runtime.start(carries_large, data, "large-reply")
+        await resume_when_live(runtime, "large-reply", reply)
+        assert await run.result(timeout=30) == expected
+    async with make_runtime(execute=False) as client:  # read back from the journal alone
+        handle = client.get_run(run.id)
+        assert await handle.result() == expected
+        assert await handle.get_event("made") == noise(len(data))
+        [checked] = await replay([handle])
+        assert checked.ok
 
 
 # -- max_payload_bytes --------------------------------------------------------------------
@@ -315,6 +344,11 @@ def as_version_2(db: Path | str) -> None:
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
+def current_version(db: Path | str) -> int:
+    """This runwright's schema version for *db*'s backend (SQLite's 6 added blob files)."""
+    return SQLITE_VERSION if isinstance(db, Path) else PG_VERSION
+
+
 def version_of(db: Path | str) -> int:
     if isinstance(db, Path):
         return int(query_journal(db, "PRAGMA user_version")[0][0])
@@ -341,7 +375,7 @@ async def test_a_version_2_journal_opens_and_its_runs_resume(
     assert version_of(db_path) == 2
 
     async with make_runtime() as runtime:
-        assert version_of(db_path) == 5
+        assert version_of(db_path) == current_version(db_path)
         assert await runtime.get_run(pending.id).result() == len(data)
         assert await runtime.get_run(waiting.id).result() == 10
         assert await runtime.get_run(ended.id).result() == b"old"
@@ -368,7 +402,7 @@ async def test_a_runtime_told_not_to_migrate_refuses_a_version_2_schema(
     with anyio.fail_after(30):
         async with make_runtime():
             pass
-    assert version_of(db_path) == 5
+    assert version_of(db_path) == current_version(db_path)
 
 
 # -- runs show ----------------------------------------------------------------------------

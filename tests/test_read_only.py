@@ -30,8 +30,13 @@ NOBODY = 65534
 USER_SCRIPT = Path(__file__).with_name("read_only_user.py")
 
 
+#: Over 1 MiB: on SQLite the argument is in a file of the journal's blob directory,
+#: which the reading commands read too.
+LARGE = 2 * 1024 * 1024
+
+
 @rw.workflow
-async def hello() -> str:
+async def hello(data: bytes) -> str:
     return "hello"
 
 
@@ -43,8 +48,9 @@ def _give(path: Path) -> None:
 async def _journal(folder: Path) -> tuple[Path, str]:
     path = folder / "journal.db"
     async with rw.Runtime(path, synchronous="NORMAL") as runtime:
-        handle = await runtime.start(hello)
+        handle = await runtime.start(hello, os.urandom(LARGE))
         assert await handle.result(timeout=10) == "hello"
+    assert await anyio.Path(f"{path}-blobs").exists()  # the argument is a file there
     return path, handle.id
 
 
@@ -72,6 +78,7 @@ def _check(report: dict[str, dict[str, object]], path: Path, cause: str, run_id:
     assert run_id in str(report["list"]["out"])
     assert report["show"]["code"] == 0, report["show"]
     assert "completed" in str(report["show"]["out"])
+    assert "args      <2.1 MB bytes>\n" in str(report["show"]["out"])
     for command in ("list", "show"):
         assert "not a runwright journal" not in str(report[command]["err"])
 

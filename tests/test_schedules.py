@@ -23,6 +23,7 @@ import runwright as rw
 from runwright._schedule import declared_schedules, forget_schedule
 from runwright._scheduler import tick_key, trigger_key
 from runwright.journal._schedules import declare_schedule
+from runwright.journal.sqlite._schema import SCHEMA_VERSION as SQLITE_VERSION
 from runwright.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -327,7 +328,7 @@ async def test_a_version_3_journal_gets_schedules_when_opened(
         await settle(clock, start + 2 * QUARTER)
         assert len(await results(runtime, 2)) == 2
     if isinstance(db_path, Path):
-        assert query_journal(db_path, "PRAGMA user_version") == [(5,)]
+        assert query_journal(db_path, "PRAGMA user_version") == [(SQLITE_VERSION,)]
     else:
         version = query_journal(db_path, "SELECT value FROM meta WHERE key = 'schema_version'")
         assert version == [("5",)]

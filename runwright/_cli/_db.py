@@ -3,12 +3,15 @@
 ``db migrate`` creates the journal, or upgrades it to this runwright's
 schema version, as opening a runtime does (unless ``migrate=False``): run it
 once before starting runtimes that may not change the schema. ``db info``
-reads the journal read-only: its version, its runs by status, and the
-processes that hold leases on runs. A lease's expiry is told in seconds from
+reads the journal read-only: its version, its runs by status, on SQLite
+the files of its blob directory (payloads over 1 MiB, part of the journal:
+a backup copies the file and that directory together), and the processes
+that hold leases on runs. A lease's expiry is told in seconds from
 now by the journal's own clock (``rw_now()``: the host's for an SQLite
 file, the server's for PostgreSQL), so no host's clock skews it. ``db
 vacuum`` gives back the space pruned runs held: SQLite's ``VACUUM`` rewrites
-the file (writers wait while it runs); on PostgreSQL each journal table is
+the file (writers wait while it runs), after removing the blob files no
+run uses (left by a crash); on PostgreSQL each journal table is
 vacuumed (concurrent writes go on).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import anyio
 
@@ -24,6 +28,7 @@ from ..journal import open_journal, sqlite
 from ..journal import postgres as pg
 from ..journal._states import RunStatus
 from ..journal._tx import Connection
+from ..journal._untag import human_size
 from ._common import Target, read_only, target_of
 from ._format import print_json, table_lines
 
@@ -101,6 +106,10 @@ def info_command(args: argparse.Namespace) -> int:
             )
         ]
     runs = {status.value: counts.get(status.value, 0) for status in RunStatus}
+    blobs: dict[str, Any] | None = None
+    if target.backend == "sqlite":
+        files, size = sqlite.blob_usage(target.db)
+        blobs = {"directory": sqlite.blob_dir(target.db), "files": files, "bytes": size}
     if args.json:
         print_json(
             {
@@ -109,6 +118,7 @@ def info_command(args: argparse.Namespace) -> int:
                 "schema": target.schema_name,
                 "version": version,
                 "runs": runs,
+                "blobs": blobs,
                 "owners": [
                     {
                         "owner": owner,
@@ -127,6 +137,12 @@ def info_command(args: argparse.Namespace) -> int:
     in_all = sum(runs.values())
     by_status = ", ".join(f"{count} {status}" for status, count in runs.items())
     fields.append(("runs", f"{in_all} ({by_status})"))
+    if blobs is not None:
+        count, size = blobs["files"], blobs["bytes"]
+        noun = "file" if count == 1 else "files"
+        fields.append(
+            ("blobs", f"{count} {noun}, {human_size(int(size))}, in {blobs['directory']}")
+        )
     fields.append(("owners", str(len(owners)) if owners else "none"))
     for label, value in fields:
         print(f"{label:<8} {value}")

@@ -369,6 +369,9 @@ class Supervisor:
     async def _resume(self, run_id: str) -> None:
         try:
             row = await self.journal.run(run_id)
+        except DecodeError as exc:  # its arguments' file is missing (PayloadFileCorrupt)
+            await self._mark_stuck(run_id, "undecodable_payload", exc)
+            return
         except JournalError as exc:
             # It is ours (claimed or adopted): a later scan picks it up again.
             log.warning("runwright: cannot read run %s yet, will retry: %s", run_id, exc)

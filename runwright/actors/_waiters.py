@@ -16,7 +16,7 @@ from collections.abc import Callable
 import anyio
 import attrs
 
-from .._exceptions import JournalError, RunNotFound, RunStuck, RunTimeout
+from .._exceptions import JournalError, PayloadFileCorrupt, RunNotFound, RunStuck, RunTimeout
 from ..journal._journal import Journal
 from ..journal._queries import problem_of, run_row
 from ..journal._rows import RunRow
@@ -117,6 +117,8 @@ class Waiters:
                         problem_of(c, run_id) if raise_on_problem else None,
                     )
                 )
+            except PayloadFileCorrupt:
+                raise  # a file of the journal is missing or damaged: waiting will not help
             except JournalError:
                 # The journal cannot be read now (its server is away): the run goes on
                 # when it is back; look again later.

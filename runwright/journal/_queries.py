@@ -6,6 +6,7 @@ from typing import Any
 
 from ._events import RUN_ARGS, RUN_OUTCOME, Event
 from ._rows import RunRow, StepRow, StoredChunk, StreamRow, WaitRow
+from ._stored import stored
 from ._tx import Connection
 
 __all__ = [
@@ -40,10 +41,25 @@ _RUN_COLUMNS = (
 _RUN_COLUMNS_NO_ARGS = _RUN_COLUMNS.replace(f"{RUN_ARGS}, ", "")
 
 
-def _row_without_args(row: Any) -> RunRow:
+def _run(conn: Connection, row: Any) -> RunRow:
+    """A run row read with ``_RUN_COLUMNS``, its payloads read from their files if need be."""
+    if type(row[4]) is str or type(row[5]) is str:
+        values: list[Any] = [*row[:4], stored(conn, row[4]), stored(conn, row[5]), *row[6:]]
+        return RunRow(*values)
+    return RunRow(*row)
+
+
+def _row_without_args(conn: Connection, row: Any) -> RunRow:
     """A run row read with ``_RUN_COLUMNS_NO_ARGS``: its ``args`` are empty."""
-    values: list[Any] = [*row[:4], b"", *row[4:]]
+    outcome = row[4] if type(row[4]) is not str else stored(conn, row[4])
+    values: list[Any] = [*row[:4], b"", outcome, *row[5:]]
     return RunRow(*values)
+
+
+def _event(conn: Connection, row: Any) -> Event:
+    """An event whose payload is stored in a file (``type(row[6]) is str``)."""
+    values: list[Any] = [*row[:6], stored(conn, row[6]), row[7]]
+    return Event(*values)
 
 
 def events_of(conn: Connection, run_id: str, after: int = 0) -> list[Event]:
@@ -52,7 +68,7 @@ def events_of(conn: Connection, run_id: str, after: int = 0) -> list[Event]:
         "WHERE run_id = ? AND seq > ? ORDER BY seq",
         (run_id, after),
     ).fetchall()
-    return [Event(*row) for row in rows]
+    return [Event(*row) if type(row[6]) is not str else _event(conn, row) for row in rows]
 
 
 def events_of_runs(conn: Connection, run_ids: list[str]) -> dict[str, list[Event]]:
@@ -66,7 +82,7 @@ def events_of_runs(conn: Connection, run_ids: list[str]) -> dict[str, list[Event
             run_ids,
         ).fetchall()
         for row in rows:
-            found[row[1]].append(Event(*row))
+            found[row[1]].append(Event(*row) if type(row[6]) is not str else _event(conn, row))
     return found
 
 
@@ -83,7 +99,7 @@ def runs_after(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY run_id LIMIT ?",
         (*params, limit),
     ).fetchall()
-    return [RunRow(*row) for row in rows]
+    return [_run(conn, row) for row in rows]
 
 
 def run_row(conn: Connection, run_id: str, *, with_args: bool = True) -> RunRow | None:
@@ -92,9 +108,9 @@ def run_row(conn: Connection, run_id: str, *, with_args: bool = True) -> RunRow 
         row = conn.execute(
             f"SELECT {_RUN_COLUMNS_NO_ARGS} FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        return None if row is None else _row_without_args(row)
+        return None if row is None else _row_without_args(conn, row)
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else RunRow(*row)
+    return None if row is None else _run(conn, row)
 
 
 def list_runs(
@@ -137,7 +153,7 @@ def list_runs(
         "ORDER BY created_at DESC, run_id LIMIT ?",
         (*params, limit),
     ).fetchall()
-    return [_row_without_args(row) for row in rows]
+    return [_row_without_args(conn, row) for row in rows]
 
 
 def steps_of(conn: Connection, run_id: str) -> list[StepRow]:
@@ -249,7 +265,7 @@ def published(conn: Connection, run_id: str, key: str) -> tuple[str | None, byte
         "ORDER BY seq DESC LIMIT 1",
         (run_id, key),
     ).fetchone()
-    return status, None if row is None else bytes(row[0])
+    return status, None if row is None else bytes(stored(conn, row[0]))
 
 
 def live_hooks(conn: Connection, run_id: str | None = None) -> list[tuple[str, str, int]]:

@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 from ._events import DEADLINE_CID, RESOLUTION_KINDS, RUN_ARGS, Event, Kind
 from ._states import RUN_TRANSITIONS, STEP_TRANSITIONS, WAIT_TRANSITIONS, sources
+from ._stored import stored
 
 __all__ = ["TIMED_OUT", "Connection", "Cursor", "RunState", "Tx"]
 
@@ -162,7 +163,7 @@ class Tx:
                 f"SELECT run_id, workflow, {RUN_ARGS} FROM runs WHERE key = ?", (key,)
             ).fetchone()
             if row is not None:
-                return str(row[0]), str(row[1]), bytes(row[2])
+                return str(row[0]), str(row[1]), bytes(stored(self._conn, row[2]))
         if owner is not None:
             cur = self._conn.execute(
                 "INSERT INTO runs (run_id, workflow, key, status, args, owner, lease_expires_at, "
@@ -402,9 +403,13 @@ class Tx:
         if not run_ids:
             return 0
         marks = ",".join("?" * len(run_ids))
+        self._forget_runs(run_ids, marks)
         for table in _RUN_TABLES:
             self._conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", run_ids)
         return len(run_ids)
+
+    def _forget_runs(self, run_ids: list[str], marks: str) -> None:
+        """What a backend deletes of *run_ids* (being pruned) beyond their rows."""
 
     def set_problem(self, run_id: str, kind: str, message: str, at: float) -> None:
         self._conn.execute(

@@ -13,6 +13,8 @@ import anyio
 import pytest
 
 import runwright as rw
+from runwright.journal._tx import Tx
+from runwright.journal.sqlite._blobs import BLOB_FROM
 from runwright.journal.sqlite._checkpoint import CHECKPOINT_BYTES
 
 pytestmark = pytest.mark.anyio
@@ -38,6 +40,19 @@ async def wal_size_below(db: Path, limit: int, timeout: float = 10.0) -> int:
             await anyio.sleep(0.005)
 
 
+async def write_large(runtime: rw.Runtime, size: int) -> int:
+    """One transaction of *size* bytes of payloads, each small enough to stay in the
+    database (a larger one goes to a file of the blob directory, never to the WAL)."""
+    values = [os.urandom(BLOB_FROM) for _ in range(size // BLOB_FROM)]
+
+    def write_all(tx: Tx) -> None:
+        for value in values:
+            tx.append("run", "message_sent", 0.0, name="topic", payload=value)
+
+    await runtime.journal.write(write_all)
+    return len(values) * BLOB_FROM
+
+
 async def test_the_writer_checkpoints_small_commits_itself(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
     async with rw.Runtime(db, synchronous="NORMAL") as runtime:
@@ -53,13 +68,13 @@ async def test_the_writer_checkpoints_small_commits_itself(tmp_path: Path) -> No
 
 async def test_a_large_commit_leaves_no_large_wal(tmp_path: Path) -> None:
     db = tmp_path / "j.db"
-    data = os.urandom(3 * CHECKPOINT_BYTES)
     async with rw.Runtime(db, synchronous="NORMAL") as runtime:
         await (await runtime.start(keep, b"x")).result()
         before = files_size(db)
-        assert await (await runtime.start(keep, data)).result() == len(data)
+        written = await write_large(runtime, 3 * CHECKPOINT_BYTES)
         await wal_size_below(db, CHECKPOINT_BYTES)
-        assert files_size(db) - before <= 1.05 * len(data)
+        assert files_size(db) - before <= 1.05 * written
+        assert not await anyio.Path(f"{db}-blobs").exists()
         checkpointer = runtime.journal._checkpointer  # type: ignore[attr-defined]
         await (await runtime.start(keep, b"y")).result()  # small again: checkpoints inline
         writer: sqlite3.Connection = runtime.journal._writer  # type: ignore[attr-defined]
@@ -95,8 +110,7 @@ async def test_a_reader_that_holds_the_wal_only_delays_the_truncation(tmp_path: 
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM events").fetchall()  # holds a snapshot
         try:
-            data = os.urandom(2 * CHECKPOINT_BYTES)
-            assert await (await runtime.start(keep, data)).result() == len(data)
+            await write_large(runtime, 2 * CHECKPOINT_BYTES)
             await anyio.sleep(0.3)
         finally:
             reader.execute("COMMIT")

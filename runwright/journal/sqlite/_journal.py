@@ -8,6 +8,7 @@ is the host's clock: every process that opens the file runs on this host.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pathlib
@@ -30,6 +31,7 @@ from ..._exceptions import (
 )
 from .._journal import Journal, _Request
 from .._tx import Tx
+from ._blobs import BLOB_FROM, BlobWriter, blob_dir, blob_usage, sweep
 from ._checkpoint import Checkpointer
 from ._schema import APPLICATION_ID, SCHEMA_VERSION, check_file, ensure_schema
 
@@ -47,7 +49,14 @@ _WATCH_HOLD = 0.05
 
 
 class _SqliteTx(Tx):
+    #: The journal's blob files (set on a subclass per journal: see ``_tx_class``).
+    _blobs: BlobWriter
+
     def _insert_event(self, values: tuple[Any, ...]) -> int:
+        payload = values[5]
+        if payload is not None and len(payload) > BLOB_FROM:
+            reference = self._blobs.put(self._conn, values[0], payload)
+            values = (*values[:5], reference, values[6])
         cur: sqlite3.Cursor = self._conn.execute(  # type: ignore[assignment]
             "INSERT INTO events (run_id, kind, cid, attempt, name, payload, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -56,6 +65,19 @@ class _SqliteTx(Tx):
         seq = cur.lastrowid
         assert seq is not None
         return int(seq)
+
+    def _forget_runs(self, run_ids: list[str], marks: str) -> None:
+        self._blobs.forget_runs(self._conn, run_ids, marks)
+
+
+def _tx_class(blobs: BlobWriter) -> type[_SqliteTx]:
+    """The transactions of one journal, which put its large payloads in *blobs* (a class
+    attribute: a transaction is made per write, and this costs it nothing)."""
+
+    class _JournalTx(_SqliteTx):
+        _blobs = blobs
+
+    return _JournalTx
 
 
 def _add_functions(conn: sqlite3.Connection) -> None:
@@ -82,8 +104,11 @@ def _connect(path: str, busy_timeout: float, synchronous: Synchronous) -> sqlite
     return conn
 
 
-def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalError:
-    """The journal error that says what *exc*, SQLite's, means for the file at *path*."""
+def _translate(exc: sqlite3.Error | OSError, path: str, busy_timeout: float) -> JournalError:
+    """The journal error that says what *exc*, SQLite's, means for the file at *path*
+    (or an OSError, of writing a payload's file into its blob directory)."""
+    if isinstance(exc, OSError):
+        return _blob_write_error(exc, path)
     name = getattr(exc, "sqlite_errorname", "")
     message = str(exc)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
@@ -106,6 +131,15 @@ def _translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalErr
     if name.startswith("SQLITE_IOERR"):
         return JournalError(f"{path}: the disk reported an I/O error ({message})")
     return JournalError(f"{path}: {message}")
+
+
+def _blob_write_error(exc: OSError, path: str) -> JournalError:
+    where = f"writing a payload file into {blob_dir(path)}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return JournalFull(path, where)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return JournalReadOnly(path, f"read-only blob directory ({where})")
+    return JournalError(f"{path}: {where}")
 
 
 def why_read_only(path: str, default: str = "read-only database") -> str:
@@ -164,6 +198,20 @@ def _check_writable(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+def _sweep_blobs(conn: sqlite3.Connection, path: str) -> None:
+    """Remove what crashes left in the journal's blob directory (see ``_blobs``), under
+    the write lock: no other process is between writing a file and committing it."""
+    if not os.path.isdir(blob_dir(path)):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        removed = sweep(conn, path)
+    finally:
+        conn.execute("COMMIT")
+    if removed:
+        log.info("%s: removed %d payload file(s) no run uses", path, removed)
+
+
 class SqliteJournal(Journal):
     """A runwright journal in one SQLite file."""
 
@@ -175,6 +223,7 @@ class SqliteJournal(Journal):
         writer: sqlite3.Connection,
         reader: sqlite3.Connection,
         busy_timeout: float,
+        synchronous: Synchronous = "FULL",
     ) -> None:
         super().__init__(path)
         self.busy_timeout = busy_timeout
@@ -182,6 +231,9 @@ class SqliteJournal(Journal):
         self._reader = reader
         self._reader_lock = threading.Lock()
         self._checkpointer = Checkpointer(path, writer)
+        #: Payloads over ``BLOB_FROM`` bytes, in files beside the journal (see ``_blobs``).
+        self.blobs = BlobWriter(path, sync=synchronous != "OFF")
+        self._tx_class = _tx_class(self.blobs)
 
     @classmethod
     async def open(
@@ -219,6 +271,7 @@ class SqliteJournal(Journal):
         try:
             ensure_schema(writer, path)
             _check_writable(writer)
+            _sweep_blobs(writer, path)
             # The writer waits for other processes' write locks itself (see _begin).
             writer.execute("PRAGMA busy_timeout = 0")
             reader = _connect(path, busy_timeout, synchronous)
@@ -228,7 +281,7 @@ class SqliteJournal(Journal):
         except BaseException:
             writer.close()
             raise
-        return cls(path, writer, reader, busy_timeout)
+        return cls(path, writer, reader, busy_timeout, synchronous)
 
     def _watch_loop(
         self,
@@ -317,23 +370,27 @@ class SqliteJournal(Journal):
         try:
             # A request alone in its transaction needs no savepoint: its own error
             # rolls back the transaction (below), which holds nothing else.
+            blobs, tx_class = self.blobs, self._tx_class
             lo, hi = self._run_requests(
                 conn,
                 batch,
-                lambda: _SqliteTx(conn),
+                lambda: tx_class(conn),
                 savepoints=len(batch) > 1,
-                abort_on=(sqlite3.Error,),
+                abort_on=(sqlite3.Error, OSError),
             )
+            blobs.before_commit()
             self._checkpointer.before_commit()
             # The watcher must not see these events before they are known as ours.
             with self._own_lock:
                 conn.execute("COMMIT")
                 self._mark_own(lo, hi)
+            blobs.committed()
             self._checkpointer.after_commit()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # SQLite rolled back already
                     conn.execute("ROLLBACK")
+            self.blobs.rolled_back()
             if len(batch) > 1:
                 # Which request caused it is not known (a full disk fails them all;
                 # a broken statement, one): each again, alone.
@@ -350,6 +407,7 @@ class SqliteJournal(Journal):
             # request among others has its savepoint, and keeps its error there.)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self.blobs.rolled_back()
             for request in batch:
                 request.result, request.error = None, exc
 
@@ -420,14 +478,18 @@ def _open_read_only(path: str, *, immutable: bool) -> sqlite3.Connection:
 
 
 def vacuum(path: str, busy_timeout: float = 5.0) -> tuple[int, int]:
-    """Rewrite the journal file at *path* without the pages pruning freed (``VACUUM``);
-    return its size in bytes before and after. Writers wait while it runs."""
+    """Rewrite the journal file at *path* without the pages pruning freed (``VACUUM``),
+    and remove the orphans of its blob directory; return its size in bytes (blob
+    files included) before and after. Writers wait while it runs."""
     read_only = connect_read_only(path)  # refuses what is not a runwright journal
     read_only.close()
     before = _size(path)
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            sweep(conn, path)  # under the write lock: every file no row names is an orphan
+            conn.execute("COMMIT")
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
@@ -438,4 +500,5 @@ def vacuum(path: str, busy_timeout: float = 5.0) -> tuple[int, int]:
 
 
 def _size(path: str) -> int:
-    return sum(os.path.getsize(name) for name in (path, f"{path}-wal") if os.path.exists(name))
+    files = sum(os.path.getsize(name) for name in (path, f"{path}-wal") if os.path.exists(name))
+    return files + blob_usage(path)[1]

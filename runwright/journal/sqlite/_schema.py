@@ -22,6 +22,11 @@ closed) and one per chunk, indexed from 0 in commit order. Appending chunks
 also appends a ``stream_appended`` event, and closing a ``stream_closed``
 one, in the same transaction, so that other processes notice them the way
 they notice every other change.
+
+``blobs`` names the files of the journal's blob directory (``PATH-blobs/``)
+that hold payloads over 1 MiB, each with its run: a TEXT ``events.payload``
+is a reference to one of them (see ``_blobs``). A file no row names is an
+orphan of a transaction that did not commit, and is removed.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "check_file", "ensure_schema"]
 #: ``PRAGMA application_id`` of every runwright journal: b"rwjl" as an integer.
 APPLICATION_ID = 0x72776A6C
 #: 2 added streams; 3 stopped copying run arguments and outcomes into ``runs``; 4 added
-#: ``schedules``; 5 added run attributes and the index the web view pages runs by.
-SCHEMA_VERSION = 5
+#: ``schedules``; 5 added run attributes and the index the web view pages runs by; 6 keeps
+#: payloads over 1 MiB in files, referenced from ``events.payload`` (see ``_blobs``).
+SCHEMA_VERSION = 6
 
 # -- version 5: run attributes ---------------------------------------------------------
 # Self-contained (a new table and two indexes; nothing existing changes), so that it
@@ -59,6 +65,16 @@ CREATE TABLE IF NOT EXISTS run_attributes (
 CREATE INDEX IF NOT EXISTS run_attributes_by_value
     ON run_attributes (key, value, run_created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, run_id);
+"""
+
+# -- version 6: payload files (SQLite only) ----------------------------------------------
+_BLOBS = """
+CREATE TABLE IF NOT EXISTS blobs (
+    name    TEXT PRIMARY KEY,
+    run_id  TEXT NOT NULL,
+    size    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_by_run ON blobs (run_id);
 """
 
 _STREAMS = """
@@ -200,7 +216,7 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and tables == 0:
-            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES + _RUN_ATTRIBUTES)
+            _create(conn, _SCHEMA + _STREAMS + _SCHEDULES + _RUN_ATTRIBUTES + _BLOBS)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -214,6 +230,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 _create(conn, _SCHEDULES)  # version 4 added schedules
             if version < 5:
                 _create(conn, _RUN_ATTRIBUTES)  # version 5: run attributes (see above)
+            if version < 6:
+                _create(conn, _BLOBS)  # older journals hold every payload in events
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
             raise SchemaVersionError(
