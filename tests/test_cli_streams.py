@@ -9,6 +9,7 @@ from a shell.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -273,22 +274,35 @@ async def test_an_unknown_run(db: Path | str, cli: Cli) -> None:
         assert done.stderr == b"runwright: error: no run with id 'nope' in this journal\n"
 
 
-async def test_tail_of_a_stream_the_run_does_not_have(db: Path | str, cli: Cli) -> None:
+async def _until_end(stream: Any) -> bytes:
+    data = b""
+    with contextlib.suppress(anyio.EndOfStream):
+        while True:
+            data += await stream.receive()
+    return data
+
+
+async def test_tail_of_a_stream_the_run_does_not_have(
+    db: Path | str, cli: Cli, tmp_path: Path
+) -> None:
     clock = FakeClock()
     async with runtime(db, clock) as rt:
         run = await rt.start(two_streams, 3600)
         await clock.wait_for_sleeper()  # both streams are written, the run sleeps
-        async with anyio.create_task_group() as tg:
-            waited: list[subprocess.CompletedProcess[bytes]] = []
-
-            async def tail_default() -> None:
-                waited.append(await cli("streams", "tail", run.id))
-
-            tg.start_soon(tail_default)
-            await anyio.sleep(1.0)  # the tail is waiting for the stream to appear
-            await clock.jump()  # the run ends without writing it
+        tail = command(db, "streams", "tail", run.id)
+        with anyio.fail_after(30):
+            async with await anyio.open_process(tail, cwd=tmp_path, env=environment()) as proc:
+                assert proc.stdout is not None
+                assert proc.stderr is not None
+                err = b""
+                while b"waiting for it" not in err:  # the tail waits for the stream
+                    err += await proc.stderr.receive()
+                await clock.jump()  # the run ends without writing it
+                out = await _until_end(proc.stdout)
+                err += await _until_end(proc.stderr)
+                returncode = await proc.wait()
         assert await run.result() == "done"
-    [done] = waited
+    done = subprocess.CompletedProcess(tail, returncode, out, err)
     assert done.returncode == 1
     assert done.stdout == b""
     going = "its streams: 'notes' (2 chunks), 'story' (1 chunk, closed)"
