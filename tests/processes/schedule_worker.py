@@ -1,9 +1,11 @@
-"""A process that serves one schedule for a while, on a clock shifted by a given
-offset so that a tick falls when the test wants it:
-``python schedule_worker.py DB OFFSET UNTIL LEDGER BACKEND`` (asyncio or trio).
+"""A process that serves one schedule on a clock the test moves:
+``python schedule_worker.py DB OFFSET_FILE STOP_FILE LEDGER BACKEND`` (asyncio or trio).
 
-It logs at DEBUG to stderr (each tick it fires, with the run it got) and appends
-"tick pid" to LEDGER for each step it executes.
+Its clock is the system's shifted by the seconds in OFFSET_FILE, read at every
+look, so the test can bring a tick near once every process serves the schedule.
+It prints "serving" to stderr once its runtime is open, logs at DEBUG to stderr
+(each tick it fires, with the run it got), appends "tick pid" to LEDGER for each
+step it executes, and stops once STOP_FILE exists.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ NAME = "processes.every_minute"
 
 
 class ShiftedClock:
-    def __init__(self, offset: float) -> None:
-        self.offset = offset
+    """The system clock plus the seconds in a file, which the test may change."""
+
+    def __init__(self, offset_file: str) -> None:
+        self.offset_file = offset_file
 
     def now(self) -> float:
-        return time.time() + self.offset
+        with open(self.offset_file) as f:
+            return time.time() + float(f.read())
 
     async def sleep_until(self, deadline: float) -> None:
-        await anyio.sleep(max(0.0, deadline - self.now()))
+        # In short naps: the offset may move the deadline nearer meanwhile.
+        while (left := deadline - self.now()) > 0:  # noqa: ASYNC110 (the file may move it)
+            await anyio.sleep(min(left, 0.05))
 
 
 @rw.step
@@ -48,11 +55,14 @@ async def every_minute(tick: dt.datetime) -> None:
     await record(tick)
 
 
-async def main(db: str, offset: float, until: float) -> None:
-    async with rw.Runtime(db, clock=ShiftedClock(offset), synchronous="NORMAL"):
-        await anyio.sleep(max(0.0, until - time.time()))
+async def main(db: str, offset_file: str, stop_file: str) -> None:
+    async with rw.Runtime(db, clock=ShiftedClock(offset_file), synchronous="NORMAL"):
+        print("serving", file=sys.stderr, flush=True)
+        stop = anyio.Path(stop_file)
+        while not await stop.exists():  # noqa: ASYNC110 (the test's signal is a file)
+            await anyio.sleep(0.05)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
-    anyio.run(main, sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), backend=sys.argv[5])
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], backend=sys.argv[5])
