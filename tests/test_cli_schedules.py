@@ -135,6 +135,29 @@ async def test_list_pause_resume_and_trigger(
         assert len(await runtime.list_runs()) == 2  # the tick while paused started nothing
 
 
+async def test_pause_resume_and_trigger_as_json(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    db_path: Path | str,
+    capsys: pytest.CaptureFixture[str],
+):
+    db = str(db_path)
+    async with make_runtime() as runtime:
+        for action, paused in (("pause", True), ("resume", False)):
+            status, out, err = await cli(capsys, "schedules", action, NAME, "--db", db, "--json")
+            assert (status, err) == (0, "")
+            assert json.loads(out) == {"name": NAME, "paused": paused}
+            assert out.count("\n") == 1
+            [info] = await runtime.list_schedules()
+            assert info.paused is paused
+        status, out, err = await cli(capsys, "schedules", "trigger", NAME, "--db", db, "--json")
+        assert (status, err) == (0, "")
+        shown = json.loads(out)
+        assert shown == {"name": NAME, "run_id": shown["run_id"]}
+        triggered = runtime.get_run(shown["run_id"])
+        assert dt.datetime.fromisoformat(await triggered.result(timeout=10)).tzinfo is not None
+
+
 async def test_unknown_names_and_journals_without_schedules(
     make_runtime: Callable[..., rw.Runtime],
     db_path: Path | str,
