@@ -201,7 +201,7 @@ async def test_list_newest_first_with_filters(
     assert capsys.readouterr().out == "no runs\n"
 
     assert await cli("runs", "list", "--db", str(db), "--limit", "1", "--json") == 0
-    assert json.loads(capsys.readouterr().out) == [
+    assert list(map(json.loads, capsys.readouterr().out.splitlines())) == [
         {
             "id": second.id,
             "workflow": doomed.name,
@@ -212,6 +212,7 @@ async def test_list_newest_first_with_filters(
             "error_type": "builtins:ValueError",
             "error_message": "card declined",
             "problem": None,
+            "attributes": {},
         }
     ]
     assert contents(db) == before  # reading never changes the journal
@@ -661,7 +662,7 @@ async def test_as_a_subprocess(db: Path | str, clock: FakeClock) -> None:
     listed = await anyio.run_process(
         [sys.executable, "-m", "runwright._cli", "runs", "list", "--json"], env=env
     )
-    [row] = json.loads(listed.stdout)
+    [row] = map(json.loads, listed.stdout.splitlines())
     assert (row["id"], row["status"]) == (handle.id, "failed")
 
     shown = await anyio.run_process(

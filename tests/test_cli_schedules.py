@@ -97,7 +97,7 @@ async def test_list_pause_resume_and_trigger(
         [info] = await runtime.list_schedules()
         assert info.paused
         status, out, _ = await cli(capsys, "schedules", "list", "--db", db, "--json")
-        assert json.loads(out) == [
+        assert list(map(json.loads, out.splitlines())) == [
             {
                 "name": NAME,
                 "workflow": "cli_schedules.nightly_export",
@@ -105,9 +105,9 @@ async def test_list_pause_resume_and_trigger(
                 "timezone": "Europe/Berlin",
                 "catch_up": "skip",
                 "paused": True,
-                "last_tick": "2027-01-15T09:15:00+01:00",
+                "last_tick": "2027-01-15T08:15:00.000000Z",
                 "next_tick": None,
-                "declared_at": "2027-01-15T09:00:00+01:00",
+                "declared_at": "2027-01-15T08:00:00.000000Z",
             }
         ]
         clock.advance(900)  # a tick falls while paused
@@ -135,6 +135,29 @@ async def test_list_pause_resume_and_trigger(
         assert len(await runtime.list_runs()) == 2  # the tick while paused started nothing
 
 
+async def test_pause_resume_and_trigger_as_json(
+    make_runtime: Callable[..., rw.Runtime],
+    clock: FakeClock,
+    db_path: Path | str,
+    capsys: pytest.CaptureFixture[str],
+):
+    db = str(db_path)
+    async with make_runtime() as runtime:
+        for action, paused in (("pause", True), ("resume", False)):
+            status, out, err = await cli(capsys, "schedules", action, NAME, "--db", db, "--json")
+            assert (status, err) == (0, "")
+            assert json.loads(out) == {"name": NAME, "paused": paused}
+            assert out.count("\n") == 1
+            [info] = await runtime.list_schedules()
+            assert info.paused is paused
+        status, out, err = await cli(capsys, "schedules", "trigger", NAME, "--db", db, "--json")
+        assert (status, err) == (0, "")
+        shown = json.loads(out)
+        assert shown == {"name": NAME, "run_id": shown["run_id"]}
+        triggered = runtime.get_run(shown["run_id"])
+        assert dt.datetime.fromisoformat(await triggered.result(timeout=10)).tzinfo is not None
+
+
 async def test_unknown_names_and_journals_without_schedules(
     make_runtime: Callable[..., rw.Runtime],
     db_path: Path | str,
@@ -145,7 +168,7 @@ async def test_unknown_names_and_journals_without_schedules(
     async with make_runtime():
         pass
     assert await cli(capsys, "schedules", "list", "--db", db) == (0, "no schedules\n", "")
-    assert await cli(capsys, "schedules", "list", "--db", db, "--json") == (0, "[]\n", "")
+    assert await cli(capsys, "schedules", "list", "--db", db, "--json") == (0, "", "")
     for action in ("pause", "resume", "trigger"):
         status, out, err = await cli(capsys, "schedules", action, "nope", "--db", db)
         assert (status, out) == (1, "")

@@ -338,7 +338,7 @@ async def test_list(db: Path | str, cli: Cli) -> None:
             "story  1       9      yes",
         ]
         done = await cli("streams", "list", run.id, "--json")
-        assert json.loads(done.stdout) == [
+        assert list(map(json.loads, done.stdout.splitlines())) == [
             {"name": "notes", "chunks": 2, "bytes": 4, "closed": False},
             {"name": "story", "chunks": 1, "bytes": 9, "closed": True},
         ]
@@ -347,14 +347,14 @@ async def test_list(db: Path | str, cli: Cli) -> None:
         assert await run.result() == "done"
     # Once the run has ended, every stream of it is closed.
     done = await cli("streams", "list", run.id, "--json")
-    assert [(s["name"], s["closed"]) for s in json.loads(done.stdout)] == [
+    assert [(s["name"], s["closed"]) for s in map(json.loads, done.stdout.splitlines())] == [
         ("notes", True),
         ("story", True),
     ]
     done = await cli("streams", "list", quiet.id)
     assert (done.returncode, done.stdout) == (0, b"no streams\n")
     done = await cli("streams", "list", quiet.id, "--json")
-    assert json.loads(done.stdout) == []
+    assert done.stdout == b""
 
 
 # -- usage -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_the_database_url_comes_from_the_environment(
     assert capsys.readouterr().out == f"{describe(db_path)}: created the journal at version 5\n"
     assert rw.run(doubled, 3) == 6
     assert main(["runs", "list", "--json"]) == 0
-    [listed] = json.loads(capsys.readouterr().out)
+    [listed] = map(json.loads, capsys.readouterr().out.splitlines())
     assert (listed["workflow"], listed["status"]) == (doubled.name, "completed")
 
 

@@ -114,8 +114,8 @@ async def test_hooks_list(
         assert "TOKEN" in everything
         assert f"tok-1  {first.id}  0" in everything
         assert f"tok-2  {second.id}  0" in everything
-        only = json.loads(await anyio.to_thread.run_sync(cli, second.id, "--json"))
-        assert only == [{"token": "tok-2", "run": second.id, "position": 0}]
+        only = await anyio.to_thread.run_sync(cli, second.id, "--json")
+        assert json.loads(only) == {"token": "tok-2", "run_id": second.id, "position": 0}
         await runtime.resume_hook("tok-1", 1)
         await runtime.resume_hook("tok-2", 2)
         await first.result(timeout=10)

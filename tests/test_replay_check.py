@@ -174,7 +174,7 @@ async def test_select_runs_by_id_status_or_handle(
     assert runs["asleep"] in out
     assert runs["done"] not in out
     assert await cli("replay", MODULE, "--db", str(db_path), "--run", runs["done"], "--json") == 1
-    [shown] = json.loads(capsys.readouterr().out)
+    [shown] = map(json.loads, capsys.readouterr().out.splitlines())
     assert shown["id"] == runs["done"]
     assert shown["ok"] is False
     assert shown["position"] == 2

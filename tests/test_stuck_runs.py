@@ -90,7 +90,7 @@ async def test_runs_list_shows_and_filters_stuck_runs(
     assert "stuck: non_determinism" in out
     assert fine.id not in out
     assert await anyio.to_thread.run_sync(cli, "runs", "list", "--json") == 0
-    shown = {run["id"]: run for run in json.loads(capsys.readouterr().out)}
+    shown = {run["id"]: run for run in map(json.loads, capsys.readouterr().out.splitlines())}
     assert shown[stuck.id]["problem"]["kind"] == "non_determinism"
     assert shown[stuck.id]["status"] == "running"
     assert shown[fine.id]["problem"] is None

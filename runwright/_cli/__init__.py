@@ -19,10 +19,18 @@ journal; ``worker`` executes runs; ``replay`` checks that the loaded code
 still replays the journal's runs (reading it read-only); ``ui`` serves the web
 view (``runwright.web``) through a client runtime.
 
-The commands live in ``_runs``, ``_streams``, ``_schedules``, ``_db``, ``_worker``,
+The commands live in ``_runs``, ``_hooks``, ``_streams``, ``_schedules``, ``_db``, ``_worker``,
 ``_replay`` and ``_ui``; what
 they share (the journal's address, a read-only connection, errors) in
 ``_common``, and how they print in ``_format``.
+
+Output for machines: every ``runs``, ``hooks``, ``streams`` and ``schedules``
+command (and ``db info`` and ``replay``) takes ``--json``. A list prints one
+JSON object per line (JSON Lines), nothing when it is empty; any other command
+prints one object on one line; ``streams tail --json`` one object per chunk.
+Fields are snake_case and keep their names; times are ISO 8601 strings in UTC
+(``2027-01-15T08:00:00.000000Z``) or null. An error is still a line of text
+on stderr with exit status 1 (2 for a usage error), and nothing on stdout.
 
 Exit status: 0 on success, 1 on an error (written to stderr), 2 on a usage
 error, 130 when ``streams tail`` is interrupted (SIGINT).
@@ -42,7 +50,7 @@ from .._runtime import DEFAULT_DB
 from .._streaming import DEFAULT_STREAM
 from ..journal import driver_error_text, driver_errors
 from ..journal._states import RunStatus
-from . import _db, _replay, _runs, _schedules, _streams, _ui, _worker
+from . import _db, _hooks, _replay, _runs, _schedules, _streams, _ui, _worker
 from ._common import CommandError, raw_target
 
 __all__ = ["main"]
@@ -99,16 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the PostgreSQL schema that holds the journal (default: the URL's, else runwright)",
     )
-    as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-    _add_runs(commands, db, as_json)
-    _add_hooks(commands, db, as_json)
-    _add_streams(commands, db, as_json)
-    _add_schedules(commands, db, as_json)
-    _add_db(commands, db, as_json)
+    _add_runs(commands, db)
+    _add_hooks(commands, db)
+    _add_streams(commands, db)
+    _add_schedules(commands, db)
+    _add_db(commands, db)
     _add_worker(commands, db)
-    _add_replay(commands, db, as_json)
+    _add_replay(commands, db)
     _ui.add_parser(commands, db)
     return parser
 
@@ -116,15 +121,17 @@ def _parser() -> argparse.ArgumentParser:
 def _add_runs(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     runs = commands.add_parser("runs", help="list, show and cancel runs")
     actions = runs.add_subparsers(metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",
-        parents=[db, as_json],
+        parents=[db],
         help="list runs, newest first",
-        description="List runs, newest first.",
+        description=(
+            "List runs, newest first. Filters combine: a run is listed if it matches them "
+            "all. When N runs are listed, stderr names the --after that gives the next page."
+        ),
     )
     listing.add_argument(
         "--status", choices=[s.value for s in RunStatus], help="only runs in this status"
@@ -141,7 +148,20 @@ def _add_runs(
         "--since",
         type=_runs.parse_since,
         metavar="WHEN",
-        help="only runs created since WHEN: an ISO time (UTC if no zone) or an age (2h, 7d)",
+        help=(
+            "only runs created since WHEN: an ISO 8601 time (UTC if it names no zone) or "
+            "an age back from now (90s, 10m, 2h, 3d, 2w)"
+        ),
+    )
+    listing.add_argument(
+        "--attribute",
+        action="append",
+        type=_runs.parse_attribute,
+        metavar="KEY=VALUE",
+        help=(
+            "only runs whose attribute KEY has this text form (customer=c-17, vip=true); "
+            "repeatable: a run must have them all"
+        ),
     )
     listing.add_argument(
         "--after",
@@ -151,15 +171,17 @@ def _add_runs(
     listing.add_argument(
         "--limit", type=_positive_int, default=100, metavar="N", help="at most N runs (100)"
     )
+    _json(listing, listing=True)
     listing.set_defaults(handler=_runs.list_command)
 
     show = actions.add_parser(
         "show",
-        parents=[db, as_json],
+        parents=[db],
         help="show one run and its timeline",
         description="Show a run: its arguments, outcome, and every step attempt and sleep.",
     )
     show.add_argument("run_id", metavar="RUN_ID")
+    _json(show, listing=False)
     show.set_defaults(handler=_runs.show_command)
 
     prune = actions.add_parser(
@@ -185,6 +207,7 @@ def _add_runs(
         choices=["completed", "failed", "cancelled"],
         help="only runs that ended so (repeatable; default: all three)",
     )
+    _json(prune, listing=False)
     prune.set_defaults(handler=_runs.prune_command)
     cancel = actions.add_parser(
         "cancel",
@@ -193,24 +216,25 @@ def _add_runs(
         description="Cancel a run that has not ended; its running steps are cancelled.",
     )
     cancel.add_argument("run_id", metavar="RUN_ID")
+    _json(cancel, listing=False)
     cancel.set_defaults(handler=_runs.cancel_command)
 
 
 def _add_hooks(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     hooks = commands.add_parser("hooks", help="list live hooks, deliver payloads to them")
     actions = hooks.add_subparsers(metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",
-        parents=[db, as_json],
+        parents=[db],
         help="list live hooks and their tokens",
         description="List the live hooks (of one run, with RUN_ID): token, run and position.",
     )
     listing.add_argument("run_id", nargs="?", metavar="RUN_ID")
-    listing.set_defaults(handler=_runs.hooks_command)
+    _json(listing, listing=True)
+    listing.set_defaults(handler=_hooks.list_command)
     resume = actions.add_parser(
         "resume",
         parents=[db],
@@ -221,19 +245,19 @@ def _add_hooks(
     resume.add_argument(
         "--data", default="null", metavar="JSON", help="the payload, as JSON (default: null)"
     )
-    resume.set_defaults(handler=_runs.resume_command)
+    _json(resume, listing=False)
+    resume.set_defaults(handler=_hooks.resume_command)
 
 
 def _add_streams(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     streams = commands.add_parser("streams", help="list and follow the streams of a run")
     actions = streams.add_subparsers(metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",
-        parents=[db, as_json],
+        parents=[db],
         help="list the streams of a run",
         description=(
             "List the streams a run has written to, oldest first: chunks, bytes, and whether "
@@ -241,6 +265,7 @@ def _add_streams(
         ),
     )
     listing.add_argument("run_id", metavar="RUN_ID")
+    _json(listing, listing=True)
     listing.set_defaults(handler=_streams.list_command)
     tail = actions.add_parser(
         "tail",
@@ -281,13 +306,12 @@ def _add_streams(
 def _add_schedules(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     schedules = commands.add_parser("schedules", help="list, pause, resume and trigger schedules")
     actions = schedules.add_subparsers(metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",
-        parents=[db, as_json],
+        parents=[db],
         help="list schedules: cron, time zone, catch-up, paused, last and next tick",
         description=(
             "List the schedules in the journal, as the last process to declare each one "
@@ -295,6 +319,7 @@ def _add_schedules(
             "its last fired tick and its next one (in its time zone)."
         ),
     )
+    _json(listing, listing=True)
     listing.set_defaults(handler=_schedules.list_command)
     for action, handler, text in (
         ("pause", _schedules.pause_command, "stop a schedule firing, in every process"),
@@ -313,13 +338,13 @@ def _add_schedules(
             action, parents=[db], help=text, description=text[0].upper() + text[1:] + "."
         )
         parser.add_argument("name", metavar="NAME", help="the schedule's name")
+        _json(parser, listing=False)
         parser.set_defaults(handler=handler)
 
 
 def _add_db(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     journal = commands.add_parser("db", help="create, upgrade and describe the journal")
     actions = journal.add_subparsers(metavar="ACTION", required=True)
@@ -336,7 +361,7 @@ def _add_db(
     migrate.set_defaults(handler=_db.migrate_command)
     info = actions.add_parser(
         "info",
-        parents=[db, as_json],
+        parents=[db],
         help="describe the journal: version, runs by status, lease holders",
         description=(
             "Describe the journal: its backend, address (without a password), schema "
@@ -344,6 +369,7 @@ def _add_db(
             "on runs, with when each lease expires by the journal's clock."
         ),
     )
+    _json(info, listing=False)
     info.set_defaults(handler=_db.info_command)
     vacuum = actions.add_parser(
         "vacuum",
@@ -406,11 +432,10 @@ def _add_worker(
 def _add_replay(
     commands: _Commands,
     db: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
 ) -> None:
     replay = commands.add_parser(
         "replay",
-        parents=[db, as_json],
+        parents=[db],
         help="check that the loaded code still replays the journal's runs",
         description=(
             "Import MODULEs (registering their workflows) and replay each selected run's "
@@ -426,6 +451,7 @@ def _add_replay(
         choices=[status.value for status in RunStatus],
         help="only runs in this status (repeatable; default: every run)",
     )
+    _json(replay, listing=True)
     replay.set_defaults(handler=_replay.replay_command)
 
 
@@ -437,3 +463,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _json(parser: argparse.ArgumentParser, *, listing: bool) -> None:
+    """``--json``: see "Output for machines" in the module's docstring."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "print one JSON object per line (JSON Lines), none if there are none"
+            if listing
+            else "print one JSON object, on one line"
+        )
+        + "; snake_case fields, times in ISO 8601 UTC; errors stay text on stderr",
+    )

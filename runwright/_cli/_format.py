@@ -1,5 +1,10 @@
 """How commands show what they read: times, values, errors, tables and JSON.
 
+With ``--json``, a command that shows one thing prints one JSON object on one
+line; a list prints one object per line (JSON Lines), nothing for an empty
+list. Field names are snake_case and stable; every time is an ISO 8601 string
+in UTC (``2027-01-15T08:00:00.000000Z``), or null.
+
 Payloads are decoded with the default codec. Decoding imports the modules a
 payload names (the journal is trusted); a value whose class cannot be imported
 here is shown as ``<undecodable: ...>`` rather than failing the command. A
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -33,6 +39,7 @@ __all__ = [
     "one_line",
     "peek",
     "print_json",
+    "print_json_lines",
     "print_table",
     "safe_repr",
     "short_type",
@@ -217,4 +224,11 @@ def print_table(table: list[list[str]]) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    """One JSON value on one line: what a ``--json`` command that shows one thing prints."""
+    print(json.dumps(value, ensure_ascii=False))
+
+
+def print_json_lines(values: Iterable[Any]) -> None:
+    """One JSON object per line (JSON Lines): what a ``--json`` list prints; none for none."""
+    for value in values:
+        print(json.dumps(value, ensure_ascii=False))

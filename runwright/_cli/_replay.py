@@ -16,7 +16,7 @@ import sys
 from ..actors._check import check_journal
 from ..journal._codec import DefaultCodec
 from ._common import import_modules, read_only, target_of
-from ._format import print_json
+from ._format import print_json_lines
 
 __all__ = ["replay_command"]
 
@@ -50,7 +50,7 @@ def replay_command(args: argparse.Namespace) -> int:
             line = f"{verdict}  {result.run_id}  {result.workflow}  {result.status}"
             print(line if result.ok else f"{line}: {result.problem}")
     if args.json:
-        print_json(found)
+        print_json_lines(found)
     else:
         print(
             f"{checked} run(s) replayed against the loaded code: "

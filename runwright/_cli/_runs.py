@@ -1,14 +1,13 @@
-"""``runs list``, ``runs show``, ``runs cancel`` and ``hooks resume``.
+"""``runs list``, ``runs show``, ``runs cancel`` and ``runs prune``.
 
 The reads open the journal read-only and never change it. ``runs cancel``
-and ``hooks resume`` write through a client runtime, which runs no steps.
+and ``runs prune`` write through a client runtime, which runs no steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 
@@ -22,7 +21,6 @@ from ..journal._events import Kind
 from ..journal._queries import (
     events_of,
     list_runs,
-    live_hooks,
     problem_of,
     problems_of,
     run_row,
@@ -30,40 +28,61 @@ from ..journal._queries import (
 )
 from ..journal._states import RunStatus
 from ..journal._tx import Connection
-from ._common import CommandError, Target, check_journal, client, read_only, target_of
-from ._format import iso, print_json, print_table, short_type, summary_json
+from ._common import Target, check_journal, client, read_only, target_of
+from ._format import (
+    iso,
+    iso_json,
+    print_json,
+    print_json_lines,
+    print_table,
+    short_type,
+    summary_json,
+)
 from ._timeline import build_view, print_view
 
 __all__ = [
     "cancel_command",
-    "hooks_command",
     "list_command",
     "parse_age",
+    "parse_attribute",
     "parse_since",
     "prune_command",
-    "resume_command",
     "show_command",
 ]
 
 
 def list_command(args: argparse.Namespace) -> int:
-    with read_only(target_of(args)) as conn:
-        rows = list_runs(
-            conn,
-            status=args.status,
-            workflow=args.workflow,
-            stuck=True if args.stuck else None,
-            key=args.key,
-            parent=args.parent,
-            since=args.since,
-            after=args.after,
-            limit=args.limit,
-        )
-        problems = problems_of(conn, [row.run_id for row in rows])
+    target = target_of(args)
+    pairs: list[tuple[str, str]] = args.attribute or []
+    with read_only(target) as conn:
+        kept = _has_attributes(conn, target)  # an older journal has no attributes at all
+        rows = []
+        if kept or not pairs:
+            rows = list_runs(
+                conn,
+                status=args.status,
+                workflow=args.workflow,
+                stuck=True if args.stuck else None,
+                key=args.key,
+                parent=args.parent,
+                since=args.since,
+                attributes=pairs,
+                after=args.after,
+                limit=args.limit,
+            )
+        run_ids = [row.run_id for row in rows]
+        problems = problems_of(conn, run_ids)
+        attributes = attributes_of(conn, run_ids) if kept and args.json else {}
     if len(rows) == args.limit:
         print(f"runwright: more runs may follow: --after {rows[-1].run_id}", file=sys.stderr)
     if args.json:
-        print_json([summary_json(row, problems.get(row.run_id)) for row in rows])
+        print_json_lines(
+            {
+                **summary_json(row, problems.get(row.run_id)),
+                "attributes": attributes.get(row.run_id, {}),
+            }
+            for row in rows
+        )
         return 0
     if not rows:
         print("no runs")
@@ -142,7 +161,16 @@ def cancel_command(args: argparse.Namespace) -> int:
             return before, await handle.status()
 
     before, after = anyio.run(cancel)
-    if before.is_terminal:
+    if args.json:
+        print_json(
+            {
+                "id": run_id,
+                "previous_status": before.value,
+                "status": after.value,
+                "cancel_requested": not before.is_terminal,
+            }
+        )
+    elif before.is_terminal:
         print(f"{run_id} {after.value} (it had already ended; nothing was cancelled)")
     elif after.is_terminal:
         print(f"{run_id} {after.value}")
@@ -151,36 +179,6 @@ def cancel_command(args: argparse.Namespace) -> int:
             f"{run_id} cancel requested: the process that drives it raises rw.Cancelled "
             "in its workflow, which may clean up, and the run ends cancelled"
         )
-    return 0
-
-
-def hooks_command(args: argparse.Namespace) -> int:
-    with read_only(target_of(args)) as conn:
-        rows = live_hooks(conn, args.run_id)
-    if args.json:
-        print_json([{"token": t, "run": r, "position": c} for t, r, c in rows])
-        return 0
-    if not rows:
-        print("no live hooks")
-        return 0
-    print_table([["TOKEN", "RUN ID", "POSITION"], *([t, r, str(c)] for t, r, c in rows)])
-    return 0
-
-
-def resume_command(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--data is not valid JSON: {exc}") from None
-    target = target_of(args)
-    check_journal(target)
-
-    async def resume() -> None:
-        async with client(target) as runtime:
-            await runtime.resume_hook(args.token, payload)
-
-    anyio.run(resume)
-    print(f"delivered to {args.token}")
     return 0
 
 
@@ -199,6 +197,15 @@ def parse_age(text: str) -> float:
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"an age must be > 0, got {text!r}")
     return seconds
+
+
+def parse_attribute(text: str) -> tuple[str, str]:
+    """``key=value`` as ``(key, value)``: the value is matched exactly against the
+    attribute's text form (``vip=true``, ``retries=3``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"an attribute filter is KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def parse_since(text: str) -> float:
@@ -227,5 +234,8 @@ def prune_command(args: argparse.Namespace) -> int:
             return await runtime.prune(args.older_than, status=args.status), cutoff
 
     pruned, cutoff = anyio.run(prune)
+    if args.json:
+        print_json({"pruned": pruned, "ended_before": iso_json(cutoff)})
+        return 0
     print(f"{target.display}: pruned {pruned} run(s) that ended before {iso(cutoff)}")
     return 0

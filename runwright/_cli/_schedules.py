@@ -20,7 +20,7 @@ from .._scheduler import ScheduleInfo
 from ..journal._schedules import schedule_rows
 from ..journal._tx import Connection
 from ._common import CommandError, Target, check_journal, client, read_only, target_of
-from ._format import print_json, print_table
+from ._format import iso_json, print_json, print_json_lines, print_table
 
 __all__ = ["list_command", "pause_command", "resume_command", "trigger_command"]
 
@@ -44,7 +44,7 @@ def list_command(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CommandError(str(exc)) from None
     if args.json:
-        print_json([_as_json(info) for info in schedules])
+        print_json_lines(_as_json(info) for info in schedules)
         return 0
     if not schedules:
         print("no schedules")
@@ -75,6 +75,9 @@ def pause_command(args: argparse.Namespace) -> int:
             await runtime.pause_schedule(args.name)
 
     anyio.run(pause)
+    if args.json:
+        print_json({"name": args.name, "paused": True})
+        return 0
     print(f"{args.name} paused: it starts no run until it is resumed")
     return 0
 
@@ -88,6 +91,9 @@ def resume_command(args: argparse.Namespace) -> int:
             await runtime.resume_schedule(args.name)
 
     anyio.run(resume)
+    if args.json:
+        print_json({"name": args.name, "paused": False})
+        return 0
     print(f"{args.name} resumed: it fires from its next tick (ticks missed while paused are not)")
     return 0
 
@@ -100,7 +106,11 @@ def trigger_command(args: argparse.Namespace) -> int:
         async with client(target) as runtime:
             return (await runtime.trigger_schedule(args.name)).id
 
-    print(anyio.run(trigger))
+    run_id = anyio.run(trigger)
+    if args.json:
+        print_json({"name": args.name, "run_id": run_id})
+    else:
+        print(run_id)
     return 0
 
 
@@ -112,10 +122,15 @@ def _as_json(info: ScheduleInfo) -> dict[str, object]:
         "timezone": info.timezone,
         "catch_up": info.catch_up,
         "paused": info.paused,
-        "last_tick": _local(info.last_tick),
-        "next_tick": _local(info.next_tick),
-        "declared_at": _local(info.declared_at),
+        "last_tick": _utc(info.last_tick),
+        "next_tick": _utc(info.next_tick),
+        "declared_at": _utc(info.declared_at),
     }
+
+
+def _utc(when: dt.datetime | None) -> str | None:
+    """A time as every ``--json`` output gives one: ISO 8601 in UTC."""
+    return None if when is None else iso_json(when.timestamp())
 
 
 def _local(when: dt.datetime | None) -> str | None:

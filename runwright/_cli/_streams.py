@@ -21,7 +21,7 @@ from ..journal._queries import run_status, streams_of
 from ..journal._rows import StreamRow
 from ..streams._chunks import Chunk, StreamInfo
 from ._common import CommandError, Target, check_journal, client, read_only, target_of
-from ._format import Undecodable, decode, print_json, print_table
+from ._format import Undecodable, decode, print_json_lines, print_table
 
 __all__ = ["list_command", "tail_command"]
 
@@ -56,11 +56,9 @@ def _described(infos: list[StreamInfo]) -> str:
 def list_command(args: argparse.Namespace) -> int:
     _, infos = _streams(target_of(args), args.run_id)
     if args.json:
-        print_json(
-            [
-                {"name": i.name, "chunks": i.chunks, "bytes": i.bytes, "closed": i.closed}
-                for i in infos
-            ]
+        print_json_lines(
+            {"name": i.name, "chunks": i.chunks, "bytes": i.bytes, "closed": i.closed}
+            for i in infos
         )
         return 0
     if not infos:

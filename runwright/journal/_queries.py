@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._events import RUN_ARGS, RUN_OUTCOME, Event
@@ -113,6 +114,14 @@ def run_row(conn: Connection, run_id: str, *, with_args: bool = True) -> RunRow 
     return None if row is None else _run(conn, row)
 
 
+#: ``_RUN_COLUMNS_NO_ARGS`` named by table, for a query that joins ``runs`` to another.
+_LISTED_COLUMNS = (
+    f"runs.run_id, runs.workflow, runs.key, runs.status, {RUN_OUTCOME}, runs.error_type, "
+    "runs.error_message, runs.owner, runs.lease_expires_at, runs.created_at, "
+    "runs.updated_at, runs.finished_at"
+)
+
+
 def list_runs(
     conn: Connection,
     *,
@@ -122,35 +131,52 @@ def list_runs(
     key: str | None = None,
     parent: str | None = None,
     since: float | None = None,
+    attributes: Sequence[tuple[str, str]] = (),
     after: str | None = None,
     limit: int = 100,
 ) -> list[RunRow]:
     """Runs, newest first (by creation, then id); *stuck* keeps only those that cannot
     advance (True) or only the others (False); *parent* the children of a run; *since*
-    those created at or after it; *after* those listed after the run with that id (the
-    last of the previous page), so that pages follow each other with no gap and no
-    repeat. Their ``args`` are left empty (not read)."""
+    those created at or after it; *attributes* those with every ``(key, text form)``
+    given (a journal of schema version 5 or later); *after* those listed after the run
+    with that id (the last of the previous page), so that pages follow each other with
+    no gap and no repeat. Their ``args`` are left empty (not read).
+
+    With attributes, the first one's index (``run_attributes_by_value``) gives the
+    order, as in the web view's runs list: a rare attribute is found without walking
+    every run."""
     where: list[str] = []
     params: list[object] = []
+    source, made, ident = "runs", "runs.created_at", "runs.run_id"
+    if attributes:
+        source = "run_attributes AS a JOIN runs ON runs.run_id = a.run_id"
+        made, ident = "a.run_created_at", "a.run_id"
+        where += ["a.key = ?", "a.value = ?"]
+        params += list(attributes[0])
+        for pair in attributes[1:]:
+            where.append(
+                "EXISTS (SELECT 1 FROM run_attributes AS b "
+                "WHERE b.run_id = runs.run_id AND b.key = ? AND b.value = ?)"
+            )
+            params += list(pair)
     equal = (("status", status), ("workflow", workflow), ("key", key), ("parent_run_id", parent))
     for column, value in equal:
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(f"runs.{column} = ?")
             params.append(value)
     if since is not None:
-        where.append("created_at >= ?")
+        where.append(f"{made} >= ?")
         params.append(since)
     if after is not None:
-        made = "(SELECT created_at FROM runs WHERE run_id = ?)"
-        where.append(f"(created_at < {made} OR (created_at = {made} AND run_id > ?))")
+        then = "(SELECT created_at FROM runs WHERE run_id = ?)"
+        where.append(f"({made} < {then} OR ({made} = {then} AND {ident} > ?))")
         params += [after, after, after]
     if stuck is not None:
         exists = "EXISTS (SELECT 1 FROM run_problems p WHERE p.run_id = runs.run_id)"
         where.append(exists if stuck else f"NOT {exists}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS_NO_ARGS} FROM runs {clause} "
-        "ORDER BY created_at DESC, run_id LIMIT ?",
+        f"SELECT {_LISTED_COLUMNS} FROM {source} {clause} ORDER BY {made} DESC, {ident} LIMIT ?",
         (*params, limit),
     ).fetchall()
     return [_row_without_args(conn, row) for row in rows]
