@@ -42,6 +42,7 @@ from .._exceptions import (
     RunNotFound,
     UnknownWorkflowError,
 )
+from .._tracing import Tracing
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
@@ -88,6 +89,7 @@ class Supervisor:
         hydration_bytes: int,
         execute: bool = True,
         host_id: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if cache_runs < 0:
             raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
@@ -102,6 +104,8 @@ class Supervisor:
         self.cache_runs = cache_runs
         self.lease_seconds = lease_seconds
         self.execute = execute
+        #: OpenTelemetry spans of runs, if this runtime traces (decided once, at open).
+        self.tracing = tracing
         self.max_concurrent_steps = max_concurrent_steps
         self.step_limiter = StepSlots(max_concurrent_steps)
         self.hydration = HydrationCache(hydration_bytes)
@@ -235,6 +239,12 @@ class Supervisor:
         deadline = None if timeout is None else at + timeout
         commands: list[Any] = []
         end = None
+        tracing = self.tracing
+        starting = (
+            contextlib.nullcontext(None)
+            if tracing is None
+            else tracing.starting(run_id, definition.name)
+        )
         if self.execute:
             interpreter = actor.new_interpreter(None)
             actor.interpreter, actor.log = interpreter, []
@@ -257,6 +267,8 @@ class Supervisor:
             )
             if existing is not None:
                 return existing, []
+            if journaled is not None:
+                tx.append(run_id, Kind.TRACE_CONTEXT, at, name=journaled)
             if deadline is not None:
                 tx.set_deadline(run_id, deadline, self.codec.encode(deadline), at)
             journal_commands(actor, tx, commands, at)
@@ -265,7 +277,8 @@ class Supervisor:
             return None, tx.events
 
         try:
-            existing, events = await self._write_patiently(create)
+            with starting as journaled:
+                existing, events = await self._write_patiently(create)
         except BaseException:
             actor.drop_interpreter()
             raise
@@ -279,9 +292,13 @@ class Supervisor:
             return holder
         if not self.execute:
             return run_id
+        if tracing is not None and journaled is not None:
+            actor.trace = tracing.run(run_id, definition.name, at, journaled)
         actor.remember(events)
         if end is not None:
             actor.drop_interpreter()
+            if actor.trace is not None:
+                actor.trace.ended(end.status, at)
             self.finished(actor, end)
             # Children it started before returning are driven here (their lease is ours).
             for command in commands:
