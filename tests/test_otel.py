@@ -161,6 +161,31 @@ async def racing() -> str:
     return which
 
 
+@rw.workflow
+async def parent(key: str) -> int:
+    child = await rw.start_child(nap, key)
+    return await child.result() + 1
+
+
+async def test_a_child_run_joins_its_parents_trace(
+    make_runtime: Callable[..., rw.Runtime],
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    async with make_runtime(tracing=provider) as runtime, skip_time(runtime):
+        run = await runtime.start(parent, "ab")
+        assert await run.result(timeout=10) == 5
+    finished = exporter.get_finished_spans()
+    (start,) = named(finished, "runwright.start")
+    assert {span.context.trace_id for span in finished} == {start.context.trace_id}
+    runs = {attributes(s)["runwright.run_id"]: s for s in named(finished, "runwright.run")}
+    assert set(runs) == {run.id, f"{run.id}.0"}
+    (step,) = named(finished, "runwright.step settle")
+    assert attributes(step)["runwright.run_id"] == f"{run.id}.0"
+    assert step.parent is not None
+    assert step.parent.span_id == start.context.span_id
+
+
 async def test_a_restart_continues_the_trace_with_times_from_the_journal(
     make_runtime: Callable[..., rw.Runtime],
     clock: FakeClock,

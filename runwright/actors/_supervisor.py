@@ -278,6 +278,9 @@ class Supervisor:
 
         try:
             with starting as journaled:
+                if tracing is not None and journaled is not None:
+                    # Before the write: the children it starts journal the run's context.
+                    actor.trace = tracing.run(run_id, definition.name, at, journaled)
                 existing, events = await self._write_patiently(create)
         except BaseException:
             actor.drop_interpreter()
@@ -292,8 +295,6 @@ class Supervisor:
             return holder
         if not self.execute:
             return run_id
-        if tracing is not None and journaled is not None:
-            actor.trace = tracing.run(run_id, definition.name, at, journaled)
         actor.remember(events)
         if end is not None:
             actor.drop_interpreter()
