@@ -240,11 +240,8 @@ class Supervisor:
         commands: list[Any] = []
         end = None
         tracing = self.tracing
-        starting = (
-            contextlib.nullcontext(None)
-            if tracing is None
-            else tracing.starting(run_id, definition.name)
-        )
+        #: The run's trace context as journaled, if this runtime traces.
+        journaled: str | None = None
         if self.execute:
             interpreter = actor.new_interpreter(None)
             actor.interpreter, actor.log = interpreter, []
@@ -277,11 +274,13 @@ class Supervisor:
             return None, tx.events
 
         try:
-            with starting as journaled:
-                if tracing is not None and journaled is not None:
+            if tracing is None:
+                existing, events = await self._write_patiently(create)
+            else:
+                with tracing.starting(run_id, definition.name) as journaled:
                     # Before the write: the children it starts journal the run's context.
                     actor.trace = tracing.run(run_id, definition.name, at, journaled)
-                existing, events = await self._write_patiently(create)
+                    existing, events = await self._write_patiently(create)
         except BaseException:
             actor.drop_interpreter()
             raise
