@@ -186,6 +186,43 @@ async def test_a_child_run_joins_its_parents_trace(
     assert step.parent.span_id == start.context.span_id
 
 
+SEEN_SPANS: dict[str, int] = {}
+
+
+@rw.step
+async def looks_async(key: str) -> None:
+    from opentelemetry import trace
+
+    SEEN_SPANS[f"{key}:async"] = trace.get_current_span().get_span_context().span_id
+
+
+@rw.step
+def looks_sync(key: str) -> None:
+    from opentelemetry import trace
+
+    SEEN_SPANS[f"{key}:sync"] = trace.get_current_span().get_span_context().span_id
+
+
+@rw.workflow
+async def looks(key: str) -> None:
+    await looks_async(key)
+    await looks_sync(key)
+
+
+async def test_the_attempts_span_is_current_while_the_step_runs(
+    make_runtime: Callable[..., rw.Runtime],
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    key = f"k-{id(exporter)}"
+    async with make_runtime(tracing=provider) as runtime:
+        await (await runtime.start(looks, key)).result(timeout=10)
+    (in_async,) = named(exporter.get_finished_spans(), "runwright.step looks_async")
+    (in_sync,) = named(exporter.get_finished_spans(), "runwright.step looks_sync")
+    assert SEEN_SPANS[f"{key}:async"] == in_async.context.span_id
+    assert SEEN_SPANS[f"{key}:sync"] == in_sync.context.span_id
+
+
 async def test_a_restart_continues_the_trace_with_times_from_the_journal(
     make_runtime: Callable[..., rw.Runtime],
     clock: FakeClock,
