@@ -98,6 +98,14 @@ class Tracing:
             state = carrier.get("tracestate")
             yield carrier["traceparent"] + ("" if not state else _SEPARATOR + state)
 
+    def found(self, run_id: str) -> None:
+        """The start in progress found its key held by *run_id*: it created nothing."""
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        span.set_attribute("runwright.run_id", run_id)
+        span.set_attribute("runwright.existing", True)
+
     def run(self, run_id: str, workflow: str, created_at: float, journaled: str) -> RunTrace:
         """The trace of a run whose context was journaled as *journaled*."""
         parent, _, state = journaled.partition(_SEPARATOR)

@@ -223,6 +223,20 @@ async def test_the_attempts_span_is_current_while_the_step_runs(
     assert SEEN_SPANS[f"{key}:sync"] == in_sync.context.span_id
 
 
+async def test_a_start_that_finds_its_key_taken_names_the_run_it_found(
+    make_runtime: Callable[..., rw.Runtime],
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    async with make_runtime(tracing=provider, execute=False) as runtime:
+        first = await runtime.start(nap, "k", key="same")
+        again = await runtime.start(nap, "k", key="same")
+    assert again.id == first.id
+    starts = named(exporter.get_finished_spans(), "runwright.start")
+    assert [attributes(s)["runwright.run_id"] for s in starts] == [first.id, first.id]
+    assert [attributes(s).get("runwright.existing") for s in starts] == [None, True]
+
+
 async def test_a_restart_continues_the_trace_with_times_from_the_journal(
     make_runtime: Callable[..., rw.Runtime],
     clock: FakeClock,

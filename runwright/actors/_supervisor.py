@@ -281,6 +281,8 @@ class Supervisor:
                     # Before the write: the children it starts journal the run's context.
                     actor.trace = tracing.run(run_id, definition.name, at, journaled)
                     existing, events = await self._write_patiently(create)
+                    if existing is not None:
+                        tracing.found(existing[0])
         except BaseException:
             actor.drop_interpreter()
             raise
