@@ -27,6 +27,7 @@ from ._payload_limit import DEFAULT_MAX_PAYLOAD_BYTES, LimitedCodec, check_limit
 from ._retention import ENDED, prune, prune_forever
 from ._scheduler import ScheduleInfo, list_schedules, pause, start_schedules, trigger
 from ._streaming import DEFAULT_STREAM, check_name
+from ._tracing import open_tracing
 from .actors._messages import RunEnd
 from .actors._supervisor import Supervisor
 from .journal import Journal, describe, open_journal
@@ -257,7 +258,10 @@ class Runtime:
     no limit) bounds every value the runtime journals once encoded (run and
     step arguments, results, hook payloads, messages, published events): a
     larger one raises :class:`rw.EncodeError` where it was given, before
-    anything is written.
+    anything is written. ``tracing`` turns OpenTelemetry traces of runs on or off
+    (``runwright[otel]``): by default they are on if a tracer provider is configured
+    when the runtime opens; True uses the global provider, and a TracerProvider
+    may be passed instead (see README, "OpenTelemetry").
     """
 
     def __init__(
@@ -280,6 +284,7 @@ class Runtime:
         host_id: str | None = None,
         retention: float | dt.timedelta | None = None,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+        tracing: object = None,
     ) -> None:
         target = os.fspath(db) if db is not None else os.environ.get("RUNWRIGHT_DB", DEFAULT_DB)
         self._target = target
@@ -307,6 +312,7 @@ class Runtime:
         self.shutdown_grace = shutdown_grace
         #: Ended runs older than this many seconds are pruned in the background.
         self.retention = None if retention is None else duration(retention, "retention")
+        self._tracing_setting = tracing
         self._pruner: anyio.CancelScope | None = None
         self._journal: Journal | None = None
         self._supervisor: Supervisor | None = None
@@ -336,6 +342,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._journal is not None:
             raise RuntimeError("this Runtime is already open")
+        tracing = open_tracing(self._tracing_setting)  # decided once, here
         journal = await open_journal(
             self._target,
             synchronous=self.synchronous,
@@ -350,7 +357,13 @@ class Runtime:
             codec = self.codec
             if self.max_payload_bytes is not None:
                 codec = LimitedCodec(codec, self.max_payload_bytes)
-            supervisor = Supervisor(journal, codec, self.clock, **self._options)  # type: ignore[arg-type]
+            supervisor = Supervisor(
+                journal,
+                codec,
+                self.clock,
+                **self._options,  # type: ignore[arg-type]
+                tracing=tracing,
+            )
             journal.watch(supervisor.on_foreign_events)
             await tg.start(journal.serve)
             await tg.start(supervisor.serve)

@@ -113,6 +113,7 @@ from ._writes import (
 
 if TYPE_CHECKING:
     from .._definitions import WorkflowDefinition
+    from .._tracing import RunTrace
     from ._supervisor import Supervisor
 
 __all__ = ["RunActor"]
@@ -155,6 +156,8 @@ class RunActor:
         self.kwargs = kwargs
         self.started_at = started_at
         self.context = context
+        #: The run's spans here, if this runtime traces and the run's context is known.
+        self.trace: RunTrace | None = None
         self.interpreter: Interpreter | None = None
         self.log: list[Event] | None = None
         self.cursor = 0
@@ -209,6 +212,8 @@ class RunActor:
         """Add the events this actor just wrote to its replay log."""
         if self.log is None:
             return
+        if self.trace is not None:
+            self.trace.written(events)
         self.log.extend(event for event in events if event.kind in _REPLAY_KINDS)
         self._note_resolutions(events)
         self.disposed_hooks.update(
@@ -234,6 +239,16 @@ class RunActor:
         wrote itself are already in the log and are skipped by seq when a
         read brings them back.
         """
+        tracing = self.sup.tracing
+        if tracing is not None:
+            self.trace = tracing.follow(
+                self.trace,
+                self.run_id,
+                self.definition.name,
+                self.started_at,
+                events,
+                news=self.log is not None,
+            )
         if self.log is None:
             self.log = []
         known = {event.seq for event in self.log if event.seq > self.cursor}
@@ -588,6 +603,8 @@ class RunActor:
         self.launch(commands, at)
         if end is not None:
             self.done = True
+            if self.trace is not None:
+                self.trace.ended(end.status, at)
             self.sup.finished(self, end)
         return events
 

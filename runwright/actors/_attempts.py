@@ -99,7 +99,10 @@ async def _run_step(
                 if not won:
                     break
             claimed = False
-            ok, payload, error_or_none, attributes = await _attempt(actor, command, attempt)
+            if actor.trace is None:
+                ok, payload, error_or_none, attributes = await _attempt(actor, command, attempt)
+            else:
+                ok, payload, error_or_none, attributes = await _traced(actor, command, attempt)
             fault = None if ok else _journal_fault(error_or_none)
             if fault is not None:
                 log.info(
@@ -119,7 +122,7 @@ async def _run_step(
                 break
             assert error_or_none is not None
             error = error_or_none
-            if isinstance(error, FatalError | EncodeError) or attempt >= definition.max_attempts:
+            if _final(error, attempt, definition):
                 outcome = StepDone(cid, name, attempt, False, payload, attributes)
                 break
             delay = (
@@ -173,6 +176,39 @@ def _retry(
 
 #: What ``rw.set_attribute`` set in an attempt: (key, text, type name, payload).
 Attributes = tuple[tuple[str, str, str, bytes], ...]
+
+
+def _final(error: Exception, attempt: int, definition: StepDefinition[Any, Any]) -> bool:
+    """Whether a failed attempt is the step's last (it is not retried)."""
+    return isinstance(error, FatalError | EncodeError) or attempt >= definition.max_attempts
+
+
+async def _traced(
+    actor: RunActor, command: StepCommand, attempt: int
+) -> tuple[bool, bytes, Exception | None, Attributes]:
+    """:func:`_attempt` in a span of its own, current while the step runs, that says how
+    the attempt ended: ok, failed, retrying, cancelled (the workflow stopped waiting
+    for it) or interrupted (a shutdown, another process took the run, a journal fault)."""
+    trace, clock = actor.trace, actor.sup.clock
+    assert trace is not None
+    span = trace.step_started(command.name, command.cid, attempt, clock.now())
+    try:
+        with trace.current(span):
+            result = await _attempt(actor, command, attempt)
+    except BaseException:
+        released = command.cid in actor.released
+        trace.step_ended(span, "cancelled" if released else "interrupted", clock.now())
+        raise
+    ok, _, error, _ = result
+    if ok:
+        outcome = "ok"
+    elif _journal_fault(error) is not None:
+        outcome = "interrupted"
+    else:
+        assert error is not None
+        outcome = "failed" if _final(error, attempt, command.definition) else "retrying"
+    trace.step_ended(span, outcome, clock.now(), error)
+    return result
 
 
 async def _attempt(

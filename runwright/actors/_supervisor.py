@@ -42,6 +42,7 @@ from .._exceptions import (
     RunNotFound,
     UnknownWorkflowError,
 )
+from .._tracing import Tracing
 from ..journal._codec import Codec
 from ..journal._events import STREAM_KINDS, Kind
 from ..journal._journal import Journal
@@ -88,6 +89,7 @@ class Supervisor:
         hydration_bytes: int,
         execute: bool = True,
         host_id: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if cache_runs < 0:
             raise ValueError(f"cache_runs must be >= 0, got {cache_runs}")
@@ -102,6 +104,8 @@ class Supervisor:
         self.cache_runs = cache_runs
         self.lease_seconds = lease_seconds
         self.execute = execute
+        #: OpenTelemetry spans of runs, if this runtime traces (decided once, at open).
+        self.tracing = tracing
         self.max_concurrent_steps = max_concurrent_steps
         self.step_limiter = StepSlots(max_concurrent_steps)
         self.hydration = HydrationCache(hydration_bytes)
@@ -235,6 +239,9 @@ class Supervisor:
         deadline = None if timeout is None else at + timeout
         commands: list[Any] = []
         end = None
+        tracing = self.tracing
+        #: The run's trace context as journaled, if this runtime traces.
+        journaled: str | None = None
         if self.execute:
             interpreter = actor.new_interpreter(None)
             actor.interpreter, actor.log = interpreter, []
@@ -257,6 +264,8 @@ class Supervisor:
             )
             if existing is not None:
                 return existing, []
+            if journaled is not None:
+                tx.append(run_id, Kind.TRACE_CONTEXT, at, name=journaled)
             if deadline is not None:
                 tx.set_deadline(run_id, deadline, self.codec.encode(deadline), at)
             journal_commands(actor, tx, commands, at)
@@ -265,7 +274,15 @@ class Supervisor:
             return None, tx.events
 
         try:
-            existing, events = await self._write_patiently(create)
+            if tracing is None:
+                existing, events = await self._write_patiently(create)
+            else:
+                with tracing.starting(run_id, definition.name) as journaled:
+                    # Before the write: the children it starts journal the run's context.
+                    actor.trace = tracing.run(run_id, definition.name, at, journaled)
+                    existing, events = await self._write_patiently(create)
+                    if existing is not None:
+                        tracing.found(existing[0])
         except BaseException:
             actor.drop_interpreter()
             raise
@@ -282,6 +299,8 @@ class Supervisor:
         actor.remember(events)
         if end is not None:
             actor.drop_interpreter()
+            if actor.trace is not None:
+                actor.trace.ended(end.status, at)
             self.finished(actor, end)
             # Children it started before returning are driven here (their lease is ours).
             for command in commands:

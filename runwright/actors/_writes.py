@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .._exceptions import EncodeError
 from ..journal._attributes import write_attributes
 from ..journal._codec import encode_error
+from ..journal._events import Kind
 from ..journal._tx import Tx
 from ._commands import (
     AttributeCommand,
@@ -72,6 +73,8 @@ def journal_commands(actor: RunActor, tx: Tx, commands: list[Command], at: float
             if command.timeout is not None:
                 deadline = at + command.timeout
                 tx.set_deadline(command.child_id, deadline, codec.encode(deadline), at)
+            if actor.trace is not None:  # a child run joins its parent's trace
+                tx.append(command.child_id, Kind.TRACE_CONTEXT, at, name=actor.trace.journaled)
         elif isinstance(command, PatchCommand):
             tx.record_patch(actor.run_id, command.cid, command.patch_id, at)
         elif isinstance(command, PublishCommand):

@@ -56,6 +56,10 @@ class Kind:
     #: ``rw.set_attribute`` in a step: written with the attempt's end (``cid`` is the
     #: step's position, ``attempt`` the attempt's number).
     STEP_ATTRIBUTE_SET = "step_attribute_set"
+    #: The OpenTelemetry context a run's spans continue (``name``: its W3C
+    #: ``traceparent``, and ``tracestate`` after a newline), written with the run's
+    #: creation when the process that started it traces (see ``runwright/_tracing.py``).
+    TRACE_CONTEXT = "trace_context"
 
 
 #: The ``waits`` position of a run's deadline (``timeout=``): never a command's.
