@@ -10,8 +10,10 @@ up. An activation takes every message waiting, applies them all to the
 interpreter in that order, and writes the outcome as ONE journal write: the
 step completions, the commands the workflow issued in response (step N+1
 scheduled *and* claimed), and the run's end if the body returned. Only after
-that write commits does it start the new steps (as tasks in the supervisor's
-task group). Because activations never overlap and each writes what it
+that write commits does it start the new steps: the first in the step task
+whose outcome started the activation, which carries on with it (``carry``),
+the others as tasks in the supervisor's task group. Because activations never
+overlap and each writes what it
 applied, in order, journal order is the order the interpreter saw, and replay
 reproduces it.
 
@@ -33,10 +35,11 @@ the run go). A hook payload, a cancel or a child's end written elsewhere
 reaches the actor as ``JournalChanged`` and is applied the same way.
 
 What an activation writes is built in :mod:`._writes`; how a fresh actor
-rebuilds its run by replay is :mod:`._replaying`.
+rebuilds its run by replay is :mod:`._replaying`; how it follows what another
+process wrote, or lets the run go, is :mod:`._following`.
 
-A step's attempts belong to a task of its own (:mod:`._attempts`), which
-posts only the final outcome to the actor. The retry budget is counted in
+A step's attempts run in a step task (:mod:`._attempts`), which posts only
+the final outcome to the actor. The retry budget is counted in
 attempt numbers, but an attempt interrupted by a crash or a shutdown is
 always followed by a new one, even past the budget, because the step never
 got to fail (with ``retries=0`` a crash must not fail a step that never ran).
@@ -68,7 +71,6 @@ from ..journal._events import (
     Event,
     Kind,
 )
-from ..journal._rows import RunRow
 from ..journal._tx import TIMED_OUT, Tx
 from ._attempts import Launch, execute
 from ._commands import (
@@ -81,6 +83,7 @@ from ._commands import (
     StepCommand,
     Value,
 )
+from ._following import follow_journal, let_go, take_foreign_outcomes
 from ._history import REPLAY_KINDS, step_error
 from ._interpreter import Interpreter
 from ._messages import (
@@ -89,26 +92,24 @@ from ._messages import (
     JournalChanged,
     Message,
     RunContext,
-    RunEnd,
     StepDone,
     TimerDue,
 )
 from ._replaying import (
-    LostOwnership,
     apply_outcome,
     rebuild,
     rebuild_and_resume,
 )
 from ._writes import (
+    LostClaim,
+    LostOwnership,
+    activation,
     end_step,
     fire_deadline,
     fire_wait,
-    journal_commands,
-    positions,
     request_cancel,
     run_end,
     wake_at,
-    write_end,
 )
 
 if TYPE_CHECKING:
@@ -122,20 +123,11 @@ log = logging.getLogger("runwright")
 
 _RESOLUTION_KINDS = RESOLUTION_KINDS
 _REPLAY_KINDS = REPLAY_KINDS
-#: New events that decide how an actor catches up with another process's writes.
-_FOLLOWED_KINDS = _REPLAY_KINDS | {Kind.RUN_COMPLETED, Kind.RUN_FAILED, Kind.RUN_CANCELLED}
 _PROBLEM_KINDS: dict[type[Exception], str] = {
     NonDeterminismError: "non_determinism",
     DecodeError: "undecodable_payload",
     UnknownWorkflowError: "unknown_workflow",
 }
-
-
-class _LostClaim(Exception):
-    """A conditional write matched nothing: someone else moved the run on.
-
-    What did win is already in the journal and the replay log.
-    """
 
 
 class RunActor:
@@ -347,7 +339,7 @@ class RunActor:
         except (NonDeterminismError, DecodeError, UnknownWorkflowError) as exc:
             problem = exc
         except LostOwnership:
-            await self._let_go()
+            await let_go(self)
         finally:
             self.activating = False
             if self.done or problem is not None:
@@ -396,8 +388,8 @@ class RunActor:
         at = self.sup.clock.now()
         if any(isinstance(m, JournalChanged) for m in batch):
             await self._apply(batch, at)
-            if not self.done and not await self._take_foreign_outcomes():
-                await self.follow_journal()
+            if not self.done and not await take_foreign_outcomes(self):
+                await follow_journal(self)
             return
         await self._apply(batch, at)
 
@@ -450,9 +442,9 @@ class RunActor:
                 continue
             if interpreter is not None and self.finishing is None:
                 commands += interpreter.resolve(message.cid, outcome, at)
-        await self._write_all(interpreter, ends, commands, resolved, at)
+        await self.write_all(interpreter, ends, commands, resolved, at)
 
-    async def _write_all(
+    async def write_all(
         self,
         interpreter: Interpreter | None,
         ends: list[Callable[[Tx], object]],
@@ -492,25 +484,11 @@ class RunActor:
         """Write; if the journal moved on without us, follow it (or let go) and return None."""
         try:
             return await self._write(ends, commands, at)
-        except _LostClaim:
-            await self.follow_journal()
+        except LostClaim:
+            await follow_journal(self)
         except LostOwnership:
-            await self._let_go()
+            await let_go(self)
         return None
-
-    async def _let_go(self) -> None:
-        """This process no longer drives the run: it ended elsewhere, or was taken over."""
-        row = await self.sup.journal.run(self.run_id)
-        if row is not None and row.status in ("completed", "failed", "cancelled"):
-            self._ended_elsewhere(row)
-        else:
-            self.stop_driving()
-
-    def _ended_elsewhere(self, row: RunRow) -> None:
-        self.cancel_steps()
-        self.done = True
-        end = RunEnd(row.status, row.outcome, row.error_type, row.error_message)  # type: ignore[arg-type]
-        self.sup.finished(self, end)
 
     def stop_driving(self) -> None:
         """Another process owns the run now: cancel its steps here and let go (once:
@@ -527,76 +505,13 @@ class RunActor:
         # left held by a process that no longer drives it.
         self.sup.spawn(self.sup.release_run, self.run_id)
 
-    async def _take_foreign_outcomes(self) -> bool:
-        """Apply outcomes other processes wrote to the hot interpreter, in journal order.
-
-        Possible when every new event is an outcome that comes after all the
-        outcomes this actor knows (its own writes included): then applying
-        them now is exactly what a replay would do. Returns False otherwise
-        (commands written elsewhere, the run ended, or an outcome older than
-        ours), and the caller replays the run instead.
-        """
-        interpreter = self.interpreter
-        if interpreter is None or self.finishing is not None or self.log is None:
-            return False
-        known = self.resolved_through
-        events = await self.sup.journal.events(self.run_id, after=self.cursor)
-        logged = {event.seq for event in self.log if event.seq > self.cursor}
-        fresh = [e for e in events if e.seq not in logged and e.kind in _FOLLOWED_KINDS]
-        if any(e.kind not in _RESOLUTION_KINDS or e.seq <= known for e in fresh):
-            return False
-        self.merge(events)
-        commands: list[Command] = []
-        for event in fresh:
-            if self.finishing is None:
-                commands += apply_outcome(self, interpreter, event)
-        await self._write_all(interpreter, [], commands, [], self.sup.clock.now())
-        return True
-
-    async def follow_journal(self) -> None:
-        """Someone else moved the run on: follow the journal, or stop if the run ended."""
-        self.drop_interpreter()
-        self.finishing = None
-        row = await self.sup.journal.run(self.run_id)
-        if row is not None and row.status in ("completed", "failed", "cancelled"):
-            self._ended_elsewhere(row)
-            return
-        await rebuild_and_resume(self)
-
     async def _write(
         self, ends: list[Callable[[Tx], object]], commands: list[Command], at: float
     ) -> list[Event]:
         end = None
         if self.finishing and not self._steps_left(commands):
             end = run_end(self, self.finishing)
-        run_id = self.run_id
-
-        owner, known = self.sup.owner, self.resolved_through
-
-        def apply(tx: Tx) -> tuple[list[Event], type[Exception] | None]:
-            # Outcomes this actor has not seen (written by another process)
-            # come before ours in journal order, so the commands derived
-            # without them would not replay: follow the journal instead.
-            # The check sees the journal before the outcomes below are written;
-            # its answer may travel with theirs.
-            state = tx.run_state(run_id, owner, positions(commands))
-            # A step's outcome is recorded whoever drives the run (its claim
-            # decides); what follows from it only by the run's owner.
-            won = [op(tx) for op in ends]
-            latest, owned, taken = state.get()
-            foreign = latest > known
-            if not owned:
-                return tx.events, LostOwnership
-            if foreign or taken or not all(won):
-                # The outcomes that won are kept; the commands were derived
-                # from all of them, so none is written.
-                return tx.events, _LostClaim
-            journal_commands(self, tx, commands, at)
-            if end is not None:
-                write_end(tx, run_id, end, at)
-            return tx.events, None
-
-        events, lost = await self.sup.journal.write(apply)
+        events, lost = await self.sup.journal.write(activation(self, ends, commands, end, at))
         self.remember(events)
         if lost is not None:
             raise lost

@@ -20,13 +20,12 @@ from ..journal._tx import Tx
 from ._commands import CancelCommand, Command, HookDisposeCommand, StepCommand
 from ._history import apply_event, read_history
 from ._interpreter import Interpreter
-from ._writes import journal_commands, positions
+from ._writes import LostOwnership, journal_commands, positions
 
 if TYPE_CHECKING:
     from ._actor import RunActor
 
 __all__ = [
-    "LostOwnership",
     "apply_outcome",
     "catch_up",
     "journal_new",
@@ -37,10 +36,6 @@ __all__ = [
 ]
 
 _ENDED_STEP = frozenset({"completed", "failed", "cancelled"})
-
-
-class LostOwnership(Exception):
-    """Another process drives the run now (this one's lease expired)."""
 
 
 async def rebuild_and_resume(actor: RunActor) -> None:

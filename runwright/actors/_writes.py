@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .._exceptions import EncodeError
 from ..journal._attributes import write_attributes
 from ..journal._codec import encode_error
-from ..journal._events import Kind
+from ..journal._events import Event, Kind
 from ..journal._tx import Tx
 from ._commands import (
     AttributeCommand,
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from ._actor import RunActor
 
 __all__ = [
+    "LostClaim",
+    "LostOwnership",
+    "activation",
     "end_step",
     "fire_deadline",
     "fire_wait",
@@ -42,6 +45,55 @@ __all__ = [
     "wake_at",
     "write_end",
 ]
+
+
+class LostOwnership(Exception):
+    """Another process drives the run now (this one's lease expired)."""
+
+
+class LostClaim(Exception):
+    """A conditional write matched nothing: someone else moved the run on.
+
+    What did win is already in the journal and the replay log.
+    """
+
+
+def activation(
+    actor: RunActor,
+    ends: list[Callable[[Tx], object]],
+    commands: list[Command],
+    end: RunEnd | None,
+    at: float,
+) -> Callable[[Tx], tuple[list[Event], type[Exception] | None]]:
+    """The write of one activation: the outcomes *ends* record, then, if the actor may
+    go on, the *commands* that follow and the run's *end*. It returns the events
+    written and, if the actor may not go on, why: :class:`LostOwnership` (another
+    process drives the run) or :class:`LostClaim` (the run moved on without it)."""
+    run_id, owner, known = actor.run_id, actor.sup.owner, actor.resolved_through
+
+    def apply(tx: Tx) -> tuple[list[Event], type[Exception] | None]:
+        # Outcomes this actor has not seen (written by another process)
+        # come before ours in journal order, so the commands derived
+        # without them would not replay: follow the journal instead.
+        # The check sees the journal before the outcomes below are written;
+        # its answer may travel with theirs.
+        state = tx.run_state(run_id, owner, positions(commands))
+        # A step's outcome is recorded whoever drives the run (its claim
+        # decides); what follows from it only by the run's owner.
+        won = [op(tx) for op in ends]
+        latest, owned, taken = state.get()
+        if not owned:
+            return tx.events, LostOwnership
+        if latest > known or taken or not all(won):
+            # The outcomes that won are kept; the commands were derived
+            # from all of them, so none is written.
+            return tx.events, LostClaim
+        journal_commands(actor, tx, commands, at)
+        if end is not None:
+            write_end(tx, run_id, end, at)
+        return tx.events, None
+
+    return apply
 
 
 def journal_commands(actor: RunActor, tx: Tx, commands: list[Command], at: float) -> None:
