@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import runwright as rw
+from runwright._cli._timeline import build_view
 from runwright.testing import FakeClock, skip_time
 
 pytestmark = pytest.mark.anyio
@@ -87,6 +88,14 @@ async def test_a_run_is_one_trace_under_the_callers_span(
             run = await runtime.start(traced_flow, key)
         await resume_when_live(runtime, f"otel:{key}", "yes")
         assert await run.result(timeout=10) == "yes:6"
+        # The journaled context is no moment of the run: runs show and the web view
+        # do not list it.
+        row = await runtime.journal.run(run.id)
+        assert row is not None
+        events = await runtime.journal.events(run.id, after=0)
+        assert "trace_context" in [event.kind for event in events]
+        view = build_view(row, events, {}, None, rw.DefaultCodec())
+        assert "trace_context" not in [getattr(entry, "kind", "") for entry in view.timeline]
     finished = exporter.get_finished_spans()
     trace_id = caller.get_span_context().trace_id
     assert {span.context.trace_id for span in finished} == {trace_id}

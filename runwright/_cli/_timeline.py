@@ -330,7 +330,7 @@ def build_view(
                 timeline.append(_Streamed(event.name or "?", event.at, int(first), int(last)))
         elif kind == Kind.STREAM_CLOSED:
             timeline.append(_Streamed(event.name or "?", event.at, 0, -1, closed=True))
-        elif kind != Kind.STEP_SCHEDULED:
+        elif kind not in (Kind.STEP_SCHEDULED, Kind.TRACE_CONTEXT):  # not a moment of the run
             timeline.append(_Mark(kind, event.at))
 
     ended = row.status in _TERMINAL
