@@ -56,7 +56,13 @@ import anyio
 import runwright as rw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from journals import FLOOR_ROUND_TRIPS, Journals, floor_samples, server_info
+from journals import (
+    FLOOR_ROUND_TRIPS,
+    Journals,
+    burst_floor_samples,
+    floor_samples,
+    server_info,
+)
 from report import (
     error_text,
     format_machine,
@@ -212,6 +218,49 @@ async def measure_floor(target: str, scenario: Scenario, options: argparse.Names
     return result
 
 
+async def measure_burst_floor(
+    target: str, scenario: Scenario, options: argparse.Namespace
+) -> Result:
+    n = scenario.arg
+    samples = await anyio.to_thread.run_sync(
+        burst_floor_samples, target, n, options.big_repeat, options.synchronous
+    )
+    result = Result(scenario.id, scenario.label, scenario.kind, runs=n)
+    result.samples_ms = samples
+    result.total_ms = statistics.median(samples)
+    result.runs_per_s = n / (result.total_ms / 1000)
+    result.commits_per_run = 1 / 100
+    result.notes = f"total {result.total_ms:.1f} ms (median of {len(samples)})"
+    return result
+
+
+def ratio_rows(results: list[Result], options: argparse.Namespace) -> list[Result]:
+    """The targets set against the floors, measured in this invocation: a sequential
+    step at most 1.5x a floor transaction (6x at NORMAL), a burst at least 15 % of
+    the burst floor's runs/s (at FULL, and on PostgreSQL)."""
+    by_id = {r.id: r for r in results}
+    rows = []
+    seq = by_id.get("seq50")
+    if seq is not None and seq.x_floor is not None:
+        limit = 6.0 if options.db is None and options.synchronous == "NORMAL" else 1.5
+        row = Result("seq_vs_floor", "sequential step / floor transaction", "ratio")
+        row.x_floor = seq.x_floor
+        row.target, row.met = f"<= {limit:g}x floor", seq.x_floor <= limit
+        row.notes = "50 sequential steps, ms/step over the floor's ms/transaction"
+        rows.append(row)
+    burst, floor = by_id.get("burst"), by_id.get("burst_floor")
+    if burst is not None and floor is not None and burst.runs_per_s and floor.runs_per_s:
+        share = burst.runs_per_s / floor.runs_per_s
+        row = Result("burst_vs_floor", "burst runs/s / burst floor runs/s", "ratio")
+        row.ratio = share
+        row.target = ">= 15% of floor"
+        applies = options.db is not None or options.synchronous == "FULL"
+        row.met = share >= 0.15 if applies else None
+        row.notes = f"{share:.1%} of the floor's {floor.runs_per_s:.0f} runs/s"
+        rows.append(row)
+    return rows
+
+
 async def run_scenario(
     scenario: Scenario, options: argparse.Namespace, journals: Journals
 ) -> list[Result]:
@@ -220,6 +269,8 @@ async def run_scenario(
     with journals.journal(scenario.id) as target, anyio.fail_after(options.timeout):
         if scenario.kind == "floor":
             results = [await measure_floor(target, scenario, options)]
+        elif scenario.kind == "burst_floor":
+            results = [await measure_burst_floor(target, scenario, options)]
         else:
             async with rw.Runtime(target, synchronous=options.synchronous) as runtime:
                 if scenario.kind == "latency":
@@ -259,7 +310,7 @@ async def run_all(
         for result in compared:
             if result.ms_per_step is not None:
                 result.x_floor = result.ms_per_step / floor.ms_per_step
-    return results
+    return results + ratio_rows(results, options)
 
 
 # -- reporting ----------------------------------------------------------------------

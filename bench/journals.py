@@ -17,6 +17,11 @@ around it. On SQLite the file has the same settings as a journal's (WAL,
 the benchmark's ``synchronous``); on PostgreSQL the whole transaction
 (``BEGIN``, the three statements, ``COMMIT``) goes in one psycopg pipeline:
 one round trip and one commit, the least the server can be asked for.
+
+The burst floor is the least a burst of one-step runs can cost: four writes
+per run (the run's row, its ``run_created`` and ``step_completed`` events,
+the row's end), ``BURST_FLOOR_BATCH`` runs per transaction, as a group
+commit would have them.
 """
 
 from __future__ import annotations
@@ -195,6 +200,62 @@ def _events(run_id: str, cid: int, now: float) -> tuple[tuple[Any, ...], tuple[A
         (run_id, "step_completed", cid, 1, "noop", _PAYLOAD, now),
         (run_id, "step_scheduled", cid + 1, None, "noop", _PAYLOAD, now),
     )
+
+
+#: Runs per transaction of the burst floor.
+BURST_FLOOR_BATCH = 100
+
+
+def _run_writes(run_id: str, now: float) -> tuple[tuple[Any, ...], ...]:
+    """The burst floor's run: created (its row and event), its step completed, ended."""
+    return (
+        (run_id, "run_created", None, None, "bench", _PAYLOAD, now),
+        (run_id, "step_completed", 0, 1, "noop", _PAYLOAD, now),
+    )
+
+
+def burst_floor_samples(target: str, runs: int, repeat: int, synchronous: str) -> list[float]:
+    """Milliseconds to write *runs* runs, 4 writes each (the run's row, two events, the
+    row's end), ``BURST_FLOOR_BATCH`` runs per transaction; *repeat* times after one
+    warm-up. Blocking: call it in a thread."""
+    if is_postgres_url(target):
+        import psycopg
+
+        pg = PgTarget(target)
+        with psycopg.connect(pg.conninfo, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{pg.schema}"')
+            conn.execute(_FLOOR_POSTGRES)
+            return _burst_floor(conn, runs, repeat, "%s", pipeline=conn.pipeline)
+    conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.executescript(_FLOOR_SQLITE)
+        return _burst_floor(conn, runs, repeat, "?", pipeline=None)
+    finally:
+        conn.close()
+
+
+def _burst_floor(conn: Any, runs: int, repeat: int, mark: str, pipeline: Any) -> list[float]:
+    create = f"INSERT INTO runs VALUES ({mark}, 'running', 0, {mark})"
+    end = f"UPDATE runs SET status = 'completed', updated_at = {mark} WHERE run_id = {mark}"
+    insert = _INSERT.replace("?", mark)
+    samples = []
+    for round_ in range(repeat + 1):
+        began = time.perf_counter()
+        for first in range(0, runs, BURST_FLOOR_BATCH):
+            with contextlib.nullcontext() if pipeline is None else pipeline():
+                conn.execute("BEGIN" if pipeline is not None else "BEGIN IMMEDIATE")
+                for i in range(first, min(runs, first + BURST_FLOOR_BATCH)):
+                    run_id, now = f"burst-{round_}-{i}", time.time()
+                    created, completed = _run_writes(run_id, now)
+                    conn.execute(create, (run_id, now))
+                    conn.execute(insert, created)
+                    conn.execute(insert, completed)
+                    conn.execute(end, (now, run_id))
+                conn.execute("COMMIT")
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples[1:]
 
 
 def floor_samples(target: str, steps: int, repeat: int, synchronous: str) -> list[float]:

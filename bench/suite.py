@@ -78,7 +78,7 @@ async def stamps(n: int) -> int:
 
 # -- scenarios and results --------------------------------------------------------
 
-Kind = Literal["floor", "latency", "burst", "long"]
+Kind = Literal["floor", "burst_floor", "latency", "burst", "long", "ratio"]
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,10 @@ def scenarios(burst: int, long_steps: int, driver: str = "sqlite3") -> list[Scen
         return _equals(n * (n - 1) // 2)
 
     floor = f"floor: {FLOOR_STEPS} {driver} transactions"
+    burst_floor = f"floor: {burst} runs, 4 writes each, 100 per transaction"
     out = [
         Scenario("floor", floor, "floor", None, FLOOR_STEPS, FLOOR_STEPS, _equals(None)),
+        Scenario("burst_floor", burst_floor, "burst_floor", None, burst, 1, _equals(None)),
         latency("empty", "no steps", empty_workflow, 0, _equals(0)),
         latency("step1", "1 step", sequential, 1, _equals(0)),
     ]

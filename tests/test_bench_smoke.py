@@ -79,7 +79,7 @@ def test_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
         assert "50 sequential steps" in proc.stdout
     else:
         url, prefix = pg_target()
-        only = "floor,seq10,gather10,burst,long"
+        only = "floor,burst_floor,seq10,gather10,burst,long"
         proc, header = run_quick(BENCH, tmp_path, "--db", url, "--only", only, "--long-steps", "50")
         check_postgres_header(proc.stdout, prefix)
         assert "floor: 50 psycopg transactions" in proc.stdout
@@ -88,6 +88,14 @@ def test_bench_quick_runs(journal_backend: str, tmp_path: Path) -> None:
         assert column in header
     seq10 = next(line for line in proc.stdout.splitlines() if line.startswith("10 sequential"))
     assert re.search(r" \d+\.\d\dx ", seq10), seq10  # its ms/step as a multiple of the floor's
+    # The floors' targets: a burst against the burst floor, a step against the floor.
+    assert re.search(r"floor: 100 runs, 4 writes each, 100 per transaction +100 ", proc.stdout)
+    share = next(line for line in proc.stdout.splitlines() if line.startswith("burst runs/s"))
+    assert re.search(r">= 15% of floor +(yes|NO) +\d+\.\d% of the floor's \d+ runs/s", share)
+    if journal_backend == "sqlite":
+        lines = proc.stdout.splitlines()
+        step = next(line for line in lines if line.startswith("sequential step /"))
+        assert re.search(r" \d+\.\d\dx +- +- +<= 1\.5x floor +(yes|NO) ", step), step
 
 
 def test_streams_bench_quick_runs(tmp_path: Path) -> None:
