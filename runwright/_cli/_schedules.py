@@ -67,34 +67,31 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def pause_command(args: argparse.Namespace) -> int:
-    target = target_of(args)
-    check_journal(target)
-
-    async def pause() -> None:
-        async with client(target) as runtime:
-            await runtime.pause_schedule(args.name)
-
-    anyio.run(pause)
-    if args.json:
-        print_json({"name": args.name, "paused": True})
-        return 0
-    print(f"{args.name} paused: it starts no run until it is resumed")
-    return 0
+    return _set_paused(args, True, "it starts no run until it is resumed")
 
 
 def resume_command(args: argparse.Namespace) -> int:
+    return _set_paused(
+        args, False, "it fires from its next tick (ticks missed while paused are not)"
+    )
+
+
+def _set_paused(args: argparse.Namespace, paused: bool, meaning: str) -> int:
     target = target_of(args)
     check_journal(target)
 
-    async def resume() -> None:
+    async def set_paused() -> None:
         async with client(target) as runtime:
-            await runtime.resume_schedule(args.name)
+            if paused:
+                await runtime.pause_schedule(args.name)
+            else:
+                await runtime.resume_schedule(args.name)
 
-    anyio.run(resume)
+    anyio.run(set_paused)
     if args.json:
-        print_json({"name": args.name, "paused": False})
+        print_json({"name": args.name, "paused": paused})
         return 0
-    print(f"{args.name} resumed: it fires from its next tick (ticks missed while paused are not)")
+    print(f"{args.name} {'paused' if paused else 'resumed'}: {meaning}")
     return 0
 
 
