@@ -104,6 +104,8 @@ async def test_pages_escape_what_runs_hold(make_runtime: Callable[..., rw.Runtim
     detail = step.json()
     assert detail["attempts"][0]["error"]["type"] == "builtins:ValueError"
     assert "Traceback" in detail["attempts"][0]["error"]["traceback"]
+    # Every attempt tells when it started, the first one (claimed with its step) too.
+    assert all(attempt["started"] for attempt in detail["attempts"])
 
 
 async def test_the_runs_list_pages_by_keyset_and_filters(

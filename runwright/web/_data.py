@@ -244,7 +244,8 @@ def step_detail(
             {"attempt": event.attempt, "started": None, "ended": None, "result": None,
              "error": None, "attributes": {}},
         )  # fmt: skip
-        if event.kind == Kind.STEP_STARTED:
+        if event.kind in (Kind.STEP_STARTED, Kind.STEP_SCHEDULED):
+            # A first attempt claimed with its step is told by step_scheduled's attempt.
             attempt["started"] = iso_json(event.at)
         elif event.kind == Kind.STEP_COMPLETED:
             attempt["ended"] = iso_json(event.at)
