@@ -553,7 +553,7 @@ class RunActor:
             elif isinstance(command, SleepCommand):
                 when = wake_at(command, at)
                 self.waiting[command.cid] = when
-                self.sup.add_timer(when, self.run_id, command.cid)
+                self.sup.timers.add(when, self.run_id, command.cid)
             elif isinstance(command, ChildCommand):
                 self.children.add(command.child_id)
                 self.sup.adopt(command.child_id)
@@ -562,7 +562,7 @@ class RunActor:
         """Cancel the run ("timed out") at *deadline*, unless it ends first."""
         if DEADLINE_CID not in self.waiting:
             self.waiting[DEADLINE_CID] = deadline
-            self.sup.add_timer(deadline, self.run_id, DEADLINE_CID)
+            self.sup.timers.add(deadline, self.run_id, DEADLINE_CID)
 
     def _release(self, command: CancelCommand) -> None:
         """Carry out a journaled cancel here: stop the attempt, drop the timer, tell the child."""

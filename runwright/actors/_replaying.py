@@ -71,7 +71,7 @@ async def rebuild_and_resume(actor: RunActor) -> None:
             wait = waits.get(cid)
             if wait is not None and wait.status == "pending" and cid not in actor.waiting:
                 actor.waiting[cid] = wait.wake_at
-                actor.sup.add_timer(wait.wake_at, actor.run_id, cid)
+                actor.sup.timers.add(wait.wake_at, actor.run_id, cid)
     if actor.finishing is not None and not actor.in_flight:
         await actor._write([], [], actor.sup.clock.now())
     if actor.sup.cache_runs == 0:

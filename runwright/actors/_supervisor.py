@@ -2,7 +2,7 @@
 
 It starts runs (create and first commands in one write), resumes every
 unfinished run it can claim when the runtime starts, fires durable timers
-from one heap on the injectable clock, renews the leases of the runs it
+(:mod:`._timers`, on the injectable clock), renews the leases of the runs it
 drives, bounds hot interpreters (``cache_runs``, least recently used first)
 and running steps (a capacity limiter), and on shutdown stops starting steps,
 gives running ones a grace period, and releases its leases so that another
@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import heapq
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -62,6 +60,7 @@ from ._messages import (
     TimerDue,
 )
 from ._slots import StepSlots
+from ._timers import Timers
 from ._waiters import Waiters
 from ._writes import journal_commands, run_end, write_end
 
@@ -117,9 +116,8 @@ class Supervisor:
         self._running_steps = 0
         #: Made only while stop() waits for running steps (not one per step).
         self._steps_idle: anyio.Event | None = None
-        self._timers: list[tuple[float, str, int]] = []
-        self._timer_scope: anyio.CancelScope | None = None
-        self._timer_deadline = math.inf
+        #: The durable timers this process waits for (sleeps, deadlines).
+        self.timers = Timers(clock, self._timer_due)
         self.waiters = Waiters(journal, lambda run_id: run_id in self.actors)
         self._scan_requested = False
         self._scanning = False
@@ -132,7 +130,7 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             if self.execute:
-                tg.start_soon(self._timer_loop)
+                tg.start_soon(self.timers.run)
                 tg.start_soon(self._lease_loop)
                 tg.start_soon(self._dead_owner_loop)
                 try:
@@ -601,23 +599,9 @@ class Supervisor:
 
     # -- timers --------------------------------------------------------------------
 
-    def add_timer(self, wake_at: float, run_id: str, cid: int) -> None:
-        heapq.heappush(self._timers, (wake_at, run_id, cid))
-        if wake_at < self._timer_deadline and self._timer_scope is not None:
-            self._timer_scope.cancel()
-
-    async def _timer_loop(self) -> None:
-        while True:
-            now = self.clock.now()
-            while self._timers and self._timers[0][0] <= now:
-                _, run_id, cid = heapq.heappop(self._timers)
-                if not self.stopping:
-                    self.deliver(run_id, TimerDue(cid))
-            self._timer_deadline = self._timers[0][0] if self._timers else math.inf
-            with anyio.CancelScope() as scope:
-                self._timer_scope = scope
-                await self.clock.sleep_until(self._timer_deadline)
-            self._timer_scope = None
+    def _timer_due(self, run_id: str, cid: int) -> None:
+        if not self.stopping:
+            self.deliver(run_id, TimerDue(cid))
 
 
 @contextlib.contextmanager
