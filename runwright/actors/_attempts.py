@@ -216,23 +216,7 @@ async def _attempt(
 ) -> tuple[bool, bytes, Exception | None, Attributes]:
     """Run one attempt: whether it succeeded, its result or error payload, the error,
     and the attributes it set (journaled with its end)."""
-    set_here: dict[str, tuple[str, str, str, object]] = {}
-    ok, payload, error = await _run_attempt(actor, command, attempt, set_here)
-    attributes = []
-    for key, text, type_name, value in set_here.values():
-        try:
-            attributes.append((key, text, type_name, actor.sup.codec.encode(value)))
-        except EncodeError:  # a str, int, float or bool: only a custom codec could refuse
-            attributes.append((key, text, type_name, b""))
-    return ok, payload, error, tuple(attributes)
-
-
-async def _run_attempt(
-    actor: RunActor,
-    command: StepCommand,
-    attempt: int,
-    attributes: dict[str, tuple[str, str, str, object]],
-) -> tuple[bool, bytes, Exception | None]:
+    attributes: dict[str, tuple[str, str, str, object]] = {}
     sup = actor.sup
     definition: StepDefinition[Any, Any] = command.definition
     info = StepInfo(actor.run_id, f"{actor.run_id}:{command.cid}", command.name, attempt)
@@ -281,17 +265,30 @@ async def _run_attempt(
             attempt,
             exc_info=True,
         )
-        return False, _error_payload(sup, exc), exc
+        return False, _error_payload(sup, exc), exc, _encoded(sup, attributes)
     finally:
         current_attempt.reset(streams_token)
         current_step.reset(token)
         step_attributes.reset(attributes_token)
         sup.step_finished()
     try:
-        return True, sup.codec.encode(result), None
+        return True, sup.codec.encode(result), None, _encoded(sup, attributes)
     except EncodeError as exc:
         error = exc.at(step=command.name, argument="return value")
-        return False, _error_payload(sup, error), error
+        return False, _error_payload(sup, error), error, _encoded(sup, attributes)
+
+
+def _encoded(sup: Supervisor, attributes: dict[str, tuple[str, str, str, object]]) -> Attributes:
+    """The attributes an attempt set, with their values encoded (most set none)."""
+    if not attributes:
+        return ()
+    encoded = []
+    for key, text, type_name, value in attributes.values():
+        try:
+            encoded.append((key, text, type_name, sup.codec.encode(value)))
+        except EncodeError:  # a str, int, float or bool: only a custom codec could refuse
+            encoded.append((key, text, type_name, b""))
+    return tuple(encoded)
 
 
 async def _write_until_taken(sup: Supervisor, fn: Callable[[Tx], bool]) -> bool:
